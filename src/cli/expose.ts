@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import type { ExposeRequest } from '../control/index.js';
+import { addControlOption, type CliContext, type ControlOptions } from './context.js';
+import { parseHostPortArg, parseNameArg, parsePortArg } from './args.js';
+import { sanitize } from './output.js';
+
+interface ExposeFlags extends ControlOptions {
+  target?: string;
+}
+
+export function registerExposeCommand(program: Command, ctx: CliContext): void {
+  addControlOption(
+    program
+      .command('expose')
+      .description('offer a local service to the mesh under NAME')
+      .argument('<name>', 'service name (a DNS label, e.g. the Compose service name)', parseNameArg)
+      .argument('<port>', 'port the mesh reaches it on', parsePortArg)
+      .option('--target <host:port>', 'where this node dials it (default 127.0.0.1:PORT)', parseHostPortArg),
+  ).action(async (name: string, port: number, flags: ExposeFlags) => {
+    const request: ExposeRequest = { name, port };
+    if (flags.target !== undefined) request.target = flags.target;
+    const { service } = await ctx.client(flags).expose(request);
+    const target = service.local?.target ?? flags.target ?? `127.0.0.1:${port}`;
+    ctx.stdout.write(sanitize(`exposed ${service.name} on port ${port} -> ${target} (mesh address ${service.vip})`) + '\n');
+    for (const problem of service.problems) ctx.stderr.write(sanitize(`warning: ${service.name}: ${problem}`) + '\n');
+  });
+}

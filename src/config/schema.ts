@@ -1,0 +1,61 @@
+/** The agent's configuration: one JSON file (the NixOS module writes it with builtins.toJSON). */
+
+export interface ServiceConfig {
+  port: number;
+  targetHost: string;
+  targetPort: number;
+}
+
+export interface DnsConfig {
+  enable: boolean;
+  /** host:port of the mesh DNS server. */
+  listen: string;
+  /** Resolvers for every name outside the mesh, "host" or "host:port". */
+  upstreams: string[];
+  domain: string;
+}
+
+export interface AgentConfig {
+  /** This node's name in the mesh (DNS label). Default: the host name. */
+  nodeName: string;
+  stateDir: string;
+  /** host:port the tunnel server listens on. */
+  listen: string;
+  /** URLs peers dial to reach this node, e.g. ws://203.0.113.5:18800 (the path is added). */
+  publicEndpoints: string[];
+  control: string;
+  dns: DnsConfig;
+  vipRange: string;
+  /** bind: listen on VIP:port; nat: reserved for nftables DNAT (SPEC §4a), not yet built. */
+  forwardMode: 'bind';
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  tags: string[];
+  /** Exposed services declared in config (merged with ones added by `expose`). */
+  services: Record<string, ServiceConfig>;
+  /** File with a join token, read once at start while the node has not joined. */
+  joinTokenFile: string | null;
+  /** Create the mesh on first start if this node has none. */
+  bootstrap: { meshName: string | null };
+}
+
+export const DEFAULT_PORT = 18800;
+export const TUNNEL_PATH = '/osmoda-mesh/v1';
+export const JOIN_PATH = '/osmoda-mesh/v1/join';
+
+export function defaultConfig(hostName: string): AgentConfig {
+  return {
+    nodeName: hostName,
+    stateDir: '/var/lib/osmoda-mesh',
+    listen: `0.0.0.0:${DEFAULT_PORT}`,
+    publicEndpoints: [],
+    control: '/run/osmoda-mesh/control.sock',
+    dns: { enable: true, listen: '127.77.0.53:53', upstreams: [], domain: 'mesh' },
+    vipRange: '127.77.0.0/16',
+    forwardMode: 'bind',
+    logLevel: 'info',
+    tags: [],
+    services: {},
+    joinTokenFile: null,
+    bootstrap: { meshName: null },
+  };
+}

@@ -1,0 +1,106 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { ErrorCodes, MeshError } from '../../errors.js';
+import { asBuffer } from '../../util/bytes.js';
+
+/** Raw Ed25519 key pair (RFC 8032): `privateKey` is the 32-byte seed, `publicKey` 32 bytes. */
+export interface Ed25519KeyPair {
+  publicKey: Uint8Array;
+  privateKey: Uint8Array;
+}
+
+export const ED25519_KEY_LENGTH = 32;
+export const ED25519_SIGNATURE_LENGTH = 64;
+
+// Fixed RFC 8410 DER headers, the fallback import path; JWK is the fast one (see x25519.ts).
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+function checkLength(field: string, bytes: Uint8Array, expected: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== expected) {
+    const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
+    throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `${field}: expected ${expected} bytes, got ${got}`);
+  }
+}
+
+function privateKeyObject(seed: Uint8Array): KeyObject {
+  const raw = asBuffer(seed);
+  try {
+    // node derives the public key from `d` and only checks that `x` is a string.
+    const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: raw.toString('base64url'), x: '' }, format: 'jwk' });
+    // Guard against a node that would keep the given `x` instead of deriving it: use DER then.
+    if (key.export({ format: 'jwk' }).x?.length === 43) return key;
+  } catch {
+    // fall through to DER
+  }
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+}
+
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  const raw = asBuffer(publicKey);
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
+  } catch {
+    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  }
+}
+
+function fromBase64Url(field: string | undefined): Uint8Array {
+  return new Uint8Array(Buffer.from(field ?? '', 'base64url'));
+}
+
+/** An Ed25519 signing key with its KeyObject cached, for keys that sign repeatedly (authority, node). */
+export class Ed25519Private implements Ed25519KeyPair {
+  readonly publicKey: Uint8Array;
+  readonly privateKey: Uint8Array;
+  readonly #key: KeyObject;
+
+  private constructor(key: KeyObject) {
+    this.#key = key;
+    const jwk = key.export({ format: 'jwk' });
+    this.privateKey = fromBase64Url(jwk.d);
+    this.publicKey = fromBase64Url(jwk.x);
+  }
+
+  static generate(): Ed25519Private {
+    return new Ed25519Private(generateKeyPairSync('ed25519').privateKey);
+  }
+
+  static fromPrivate(seed: Uint8Array): Ed25519Private {
+    checkLength('ed25519 private key (seed)', seed, ED25519_KEY_LENGTH);
+    return new Ed25519Private(privateKeyObject(seed));
+  }
+
+  sign(message: Uint8Array): Uint8Array {
+    return new Uint8Array(sign(null, asBuffer(message), this.#key));
+  }
+}
+
+export function generateEd25519(): Ed25519KeyPair {
+  const k = Ed25519Private.generate();
+  return { publicKey: k.publicKey, privateKey: k.privateKey };
+}
+
+export function ed25519FromPrivate(seed: Uint8Array): Ed25519KeyPair {
+  const k = Ed25519Private.fromPrivate(seed);
+  return { publicKey: k.publicKey, privateKey: k.privateKey };
+}
+
+export function ed25519Sign(privateKey: Uint8Array, message: Uint8Array): Uint8Array {
+  return Ed25519Private.fromPrivate(privateKey).sign(message);
+}
+
+/**
+ * True only for a valid signature. Never throws: a verifier sees attacker-chosen bytes, and a
+ * malformed key or signature is just "not valid".
+ */
+export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_KEY_LENGTH) return false;
+  if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+  if (!(message instanceof Uint8Array)) return false;
+  try {
+    return verify(null, asBuffer(message), publicKeyObject(publicKey), asBuffer(signature));
+  } catch {
+    return false;
+  }
+}

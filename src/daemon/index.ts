@@ -1,0 +1,43 @@
+import { toMeshError } from '../errors.js';
+import { Agent } from './agent.js';
+import type { AgentCliOptions, RunAgent } from './options.js';
+import { resolveConfig } from './resolve-config.js';
+
+export { Agent } from './agent.js';
+export type { AgentInit } from './agent.js';
+export type { AgentCliOptions, RunAgent } from './options.js';
+export { resolveConfig } from './resolve-config.js';
+
+/** `osmoda-mesh agent`: runs until SIGINT/SIGTERM, then closes everything in reverse order. */
+export const runAgent: RunAgent = async (options: AgentCliOptions) => {
+  let agent: Agent;
+  try {
+    agent = new Agent({ config: resolveConfig(options, process.env) });
+  } catch (err) {
+    const error = toMeshError(err);
+    process.stderr.write(`error: ${error.message}\n`);
+    return 1;
+  }
+  try {
+    await agent.start();
+  } catch (err) {
+    const error = toMeshError(err);
+    agent.logger.fatal({ code: error.code, err: error.message }, 'agent failed to start');
+    process.stderr.write(`error: ${error.message}\n`);
+    await agent.close().catch(() => undefined);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      agent.logger.info({ signal }, 'stopping');
+      const force = setTimeout(() => resolve(1), 10_000);
+      force.unref();
+      agent.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+};

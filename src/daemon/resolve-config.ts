@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { ErrorCodes, MeshError } from '../errors.js';
+import { isDnsLabel, isIpv4, parseHostPort, validateConfig, type AgentConfig } from '../config/index.js';
+import type { AgentCliOptions } from './options.js';
+
+/**
+ * Config precedence: command-line flags, then OSMODA_MESH_* environment variables, then the
+ * config file, then defaults (SPEC §2 config). The merged result is validated as a whole, so a bad
+ * flag gets the same field-naming error as a bad file entry.
+ */
+
+export function defaultNodeName(): string {
+  const label = (hostname().split('.')[0] ?? '').toLowerCase();
+  return isDnsLabel(label) ? label : 'node';
+}
+
+export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv): AgentConfig {
+  let fileConfig: Record<string, unknown> = {};
+  const configPath = options.config ?? env['OSMODA_MESH_CONFIG'];
+  if (configPath !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (err) {
+      throw new MeshError(ErrorCodes.INVALID_CONFIG, `config file ${configPath}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      fileConfig = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new MeshError(ErrorCodes.INVALID_CONFIG, `config file ${configPath}: not valid JSON (${(err as Error).message})`, { cause: err });
+    }
+    if (typeof fileConfig !== 'object' || fileConfig === null || Array.isArray(fileConfig)) {
+      throw new MeshError(ErrorCodes.INVALID_CONFIG, `config file ${configPath}: expected a JSON object`);
+    }
+  }
+  const merged: Record<string, unknown> = { ...fileConfig };
+  const dns = { ...((fileConfig['dns'] as Record<string, unknown> | undefined) ?? {}) };
+  const pick = (flag: string | undefined, envName: string): string | undefined => flag ?? env[envName];
+  const stateDir = pick(options.stateDir, 'OSMODA_MESH_STATE_DIR');
+  if (stateDir !== undefined) merged['stateDir'] = stateDir;
+  const listen = pick(options.listen, 'OSMODA_MESH_LISTEN');
+  if (listen !== undefined) merged['listen'] = listen;
+  const control = pick(options.control, 'OSMODA_MESH_CONTROL');
+  if (control !== undefined) merged['control'] = control;
+  const vipRange = pick(options.vipRange, 'OSMODA_MESH_VIP_RANGE');
+  if (vipRange !== undefined) merged['vipRange'] = vipRange;
+  const dnsListen = pick(options.dns, 'OSMODA_MESH_DNS');
+  if (dnsListen !== undefined) {
+    if (dnsListen === 'off') dns['enable'] = false;
+    else dns['listen'] = dnsListen;
+  }
+  const upstreams = env['OSMODA_MESH_DNS_UPSTREAMS'];
+  if (upstreams !== undefined) dns['upstreams'] = upstreams.split(/[\s,]+/).filter(Boolean);
+  if (Object.keys(dns).length > 0) merged['dns'] = dns;
+  const endpoints = options.publicEndpoint ?? env['OSMODA_MESH_PUBLIC_ENDPOINTS']?.split(/[\s,]+/).filter(Boolean);
+  if (endpoints !== undefined && endpoints.length > 0) merged['publicEndpoints'] = endpoints;
+  const nodeName = env['OSMODA_MESH_NODE_NAME'];
+  if (nodeName !== undefined) merged['nodeName'] = nodeName;
+  const config = validateConfig(merged, defaultNodeName());
+  if (config.publicEndpoints.length === 0) {
+    // advertise the listen address when it is a specific, non-loopback one (SPEC §4: never
+    // advertise 0.0.0.0 or 127.0.0.1 to remote peers unless told)
+    const { host, port } = parseHostPort(config.listen, 'listen');
+    if (isIpv4(host) && host !== '0.0.0.0' && !host.startsWith('127.')) config.publicEndpoints = [`ws://${host}:${port}`];
+  }
+  return config;
+}
+
+/** Upstream resolvers for names outside the mesh: configured ones, else those of /etc/resolv.conf. */
+export function systemUpstreams(dnsListenHost: string): string[] {
+  try {
+    const text = readFileSync('/etc/resolv.conf', 'utf8');
+    return text
+      .split('\n')
+      .map((line) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1])
+      .filter((ip): ip is string => ip !== undefined && isIpv4(ip) && ip !== dnsListenHost && !ip.startsWith('127.77.'));
+  } catch {
+    return [];
+  }
+}

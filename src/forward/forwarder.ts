@@ -1,0 +1,182 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ErrorCodes, toMeshError } from '../errors.js';
+import type { MeshMetrics, MeshNode, Provider } from '../mesh/index.js';
+import type { MuxStream } from '../mux/index.js';
+import { findListeningProcess } from './process-finder.js';
+import type { LocalServices } from './local-services.js';
+import { splice } from './splice.js';
+
+/**
+ * The client side of forward (SPEC §2, §4a bind mode): one listener on VIP:port for every port of
+ * every mesh service; a connection opens a mux stream to a provider, which dials its target.
+ * Several providers: spread round robin over the ones whose tunnel is up, and fail over to the
+ * next when a provider rejects the stream (its target is down) or the tunnel is gone.
+ */
+
+export interface ForwarderInit {
+  node: MeshNode;
+  local: LocalServices;
+  logger: Logger;
+  metrics: MeshMetrics;
+}
+
+interface Listener {
+  key: string;
+  service: string;
+  vip: string;
+  port: number;
+  server: Server | undefined;
+  problem: string | null;
+  sockets: Set<Socket>;
+}
+
+export class Forwarder {
+  readonly #init: ForwarderInit;
+  readonly #listeners = new Map<string, Listener>();
+  readonly #roundRobin = new Map<string, number>();
+  #isClosed = false;
+
+  constructor(init: ForwarderInit) {
+    this.#init = init;
+  }
+
+  /** Makes the listeners match `wanted` (service → vip and ports); returns when binds settled. */
+  async reconcile(wanted: { service: string; vip: string; ports: number[] }[]): Promise<void> {
+    if (this.#isClosed) return;
+    const keep = new Set<string>();
+    const binds: Promise<void>[] = [];
+    for (const entry of wanted) {
+      for (const port of entry.ports) {
+        const key = `${entry.vip}:${port}`;
+        keep.add(key);
+        const existing = this.#listeners.get(key);
+        if (existing !== undefined && existing.service === entry.service && (existing.server !== undefined || existing.problem === null)) continue;
+        if (existing !== undefined) this.#closeListener(existing);
+        binds.push(this.#listen(entry.service, entry.vip, port));
+      }
+    }
+    for (const [key, listener] of this.#listeners) if (!keep.has(key)) this.#closeListener(listener);
+    await Promise.all(binds);
+  }
+
+  /** Retries listeners that failed to bind (the port may have been freed). */
+  async retryFailed(): Promise<void> {
+    const failed = [...this.#listeners.values()].filter((l) => l.server === undefined);
+    await Promise.all(
+      failed.map((l) => {
+        this.#listeners.delete(l.key);
+        return this.#listen(l.service, l.vip, l.port);
+      }),
+    );
+  }
+
+  problemsOf(service: string): string[] {
+    const out: string[] = [];
+    for (const l of this.#listeners.values()) if (l.service === service && l.problem) out.push(l.problem);
+    return out;
+  }
+
+  #listen(service: string, vip: string, port: number): Promise<void> {
+    const key = `${vip}:${port}`;
+    const listener: Listener = { key, service, vip, port, server: undefined, problem: null, sockets: new Set() };
+    this.#listeners.set(key, listener);
+    const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.#onConnection(listener, socket));
+    return new Promise((resolve) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') {
+          const owner = findListeningProcess(port);
+          listener.problem = `port ${port} on ${vip} is in use${owner ? ` by ${owner}` : ' by another process'} (it listens on 0.0.0.0:${port} or this VIP); ${service}:${port} is unreachable on this node`;
+        } else {
+          listener.problem = `cannot listen on ${vip}:${port}: ${err.message}`;
+        }
+        this.#init.metrics.count('listener_failed_total', err.code ?? 'error');
+        this.#init.logger.warn({ service, vip, port, err: listener.problem }, 'service listener failed');
+        resolve();
+      });
+      server.listen({ host: vip, port, exclusive: true }, () => {
+        listener.server = server;
+        this.#init.logger.debug({ service, vip, port }, 'service listener up');
+        resolve();
+      });
+    });
+  }
+
+  #closeListener(listener: Listener): void {
+    this.#listeners.delete(listener.key);
+    listener.server?.close();
+    for (const socket of listener.sockets) socket.destroy();
+  }
+
+  /** Providers to try, in order: a local one first, then the up ones rotated for spread. */
+  #candidates(service: string, port: number): Provider[] {
+    const all = this.#init.node.providersOf(service).filter((p) => p.ports.includes(port));
+    const local = all.filter((p) => p.isLocal);
+    const up = all.filter((p) => !p.isLocal && p.state === 'up');
+    const key = `${service}:${port}`;
+    const turn = this.#roundRobin.get(key) ?? 0;
+    this.#roundRobin.set(key, (turn + 1) % 1_000_000);
+    const rotated = up.length === 0 ? [] : [...up.slice(turn % up.length), ...up.slice(0, turn % up.length)];
+    return [...local, ...rotated];
+  }
+
+  #onConnection(listener: Listener, socket: Socket): void {
+    listener.sockets.add(socket);
+    socket.once('close', () => listener.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const log = this.#init.logger.child({ service: listener.service, port: listener.port });
+    const candidates = this.#candidates(listener.service, listener.port);
+    const attempt = (index: number, lastError: string): void => {
+      if (socket.destroyed) return;
+      const provider = candidates[index];
+      if (provider === undefined) {
+        this.#init.metrics.count('forward_failed_total', ErrorCodes.NO_PROVIDER);
+        log.warn({ reason: lastError }, 'no provider could take the connection: reset');
+        socket.resetAndDestroy();
+        return;
+      }
+      if (provider.isLocal) {
+        const target = this.#init.local.target(listener.service, listener.port);
+        if (target === undefined) return attempt(index + 1, 'not exposed locally on this port');
+        const upstream = this.#init.local.dial(target);
+        upstream.once('connect', () => {
+          upstream.removeAllListeners('error');
+          upstream.on('error', () => socket.resetAndDestroy());
+          socket.on('error', () => upstream.destroy());
+          socket.pipe(upstream).pipe(socket);
+          socket.resume();
+        });
+        upstream.once('error', (err) => attempt(index + 1, err.message));
+        return;
+      }
+      let stream: MuxStream;
+      try {
+        stream = this.#init.node.openStream(provider.nodeIdHex, listener.service, listener.port);
+      } catch (err) {
+        return attempt(index + 1, toMeshError(err).message);
+      }
+      let isAccepted = false;
+      const onEarlyError = (err: Error): void => {
+        if (isAccepted) return;
+        log.debug({ peer: provider.name, err: err.message }, 'provider refused the stream: trying the next');
+        attempt(index + 1, err.message);
+      };
+      stream.once('error', onEarlyError);
+      stream.once('accepted', () => {
+        isAccepted = true;
+        stream.off('error', onEarlyError);
+        this.#init.metrics.count('forward_streams_total', listener.service);
+        splice(socket, stream, log.child({ peer: provider.name, streamId: stream.id }));
+      });
+      socket.once('close', () => {
+        if (!isAccepted) stream.destroy();
+      });
+    };
+    attempt(0, 'no provider known');
+  }
+
+  async close(): Promise<void> {
+    this.#isClosed = true;
+    for (const listener of [...this.#listeners.values()]) this.#closeListener(listener);
+  }
+}

@@ -1,0 +1,105 @@
+import { connect, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ErrorCodes } from '../errors.js';
+import type { MeshMetrics } from '../mesh/index.js';
+import type { MuxStream, StreamOpenInfo } from '../mux/index.js';
+import { splice } from './splice.js';
+
+/** One exposed port: the provider dials this target, never an address a peer asks for. */
+export interface LocalTarget {
+  host: string;
+  port: number;
+}
+
+export interface LocalService {
+  name: string;
+  /** service port → target */
+  ports: Map<number, LocalTarget>;
+}
+
+export interface LocalServicesInit {
+  logger: Logger;
+  metrics: MeshMetrics;
+  connectTimeoutMs: number;
+}
+
+/**
+ * The provider side of forward (SPEC §2): a stream opened by a peer names a service and port; if
+ * this node exposes that port, it dials the declared target and splices the two together.
+ */
+export class LocalServices {
+  readonly #init: LocalServicesInit;
+  readonly #services = new Map<string, LocalService>();
+  readonly #sockets = new Set<Socket>();
+
+  constructor(init: LocalServicesInit) {
+    this.#init = init;
+  }
+
+  set(name: string, ports: Map<number, LocalTarget>): void {
+    if (ports.size === 0) this.#services.delete(name);
+    else this.#services.set(name, { name, ports: new Map(ports) });
+  }
+
+  delete(name: string): boolean {
+    return this.#services.delete(name);
+  }
+
+  get(name: string): LocalService | undefined {
+    return this.#services.get(name);
+  }
+
+  all(): LocalService[] {
+    return [...this.#services.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  target(name: string, port: number): LocalTarget | undefined {
+    return this.#services.get(name)?.ports.get(port);
+  }
+
+  /** Dials the target for a local connection (a service provided here, reached through its VIP). */
+  dial(target: LocalTarget): Socket {
+    const socket = connect({ host: target.host, port: target.port });
+    socket.setNoDelay(true);
+    return socket;
+  }
+
+  /** MuxSession onStream handler. */
+  handleStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void {
+    const log = this.#init.logger.child({ service: open.service, port: open.port, peer, streamId: stream.id });
+    stream.on('error', () => undefined); // errors are handled through splice / reject below
+    const target = this.target(open.service, open.port);
+    if (target === undefined) {
+      this.#init.metrics.count('stream_refused_total', ErrorCodes.UNKNOWN_SERVICE);
+      log.info('stream refused: service/port not exposed here');
+      stream.reject(ErrorCodes.UNKNOWN_SERVICE, `${open.service}:${open.port} is not exposed on this node`);
+      return;
+    }
+    const socket = connect({ host: target.host, port: target.port });
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    const timer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#init.connectTimeoutMs} ms`)), this.#init.connectTimeoutMs);
+    timer.unref();
+    const onConnectError = (err: Error): void => {
+      clearTimeout(timer);
+      this.#init.metrics.count('stream_refused_total', ErrorCodes.DIAL_FAILED);
+      log.warn({ target: `${target.host}:${target.port}`, err: err.message }, 'target refused: stream rejected');
+      stream.reject(ErrorCodes.DIAL_FAILED, `${open.service}: cannot reach its target (${err.message})`);
+    };
+    socket.once('error', onConnectError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onConnectError);
+      socket.setNoDelay(true);
+      stream.accept();
+      this.#init.metrics.count('stream_accepted_total', open.service);
+      splice(socket, stream, log);
+    });
+  }
+
+  /** Destroys every target connection (agent stopping). */
+  destroy(): void {
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
+  }
+}

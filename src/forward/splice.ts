@@ -1,0 +1,25 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { MuxStream } from '../mux/index.js';
+
+/**
+ * Joins a TCP socket and a mux stream in both directions with backpressure (pipe pauses the
+ * faster side), half-close carried both ways, and a failure on either side resetting the other:
+ * the application sees a connection reset, never silently truncated data.
+ */
+export function splice(socket: Socket, stream: MuxStream, log: Logger): void {
+  let isDone = false;
+  const fail = (side: string, err: Error): void => {
+    if (isDone) return;
+    isDone = true;
+    log.debug({ side, err: err.message }, 'connection reset');
+    stream.destroy(err);
+    // RST rather than FIN: the peer application must not take a cut stream for a complete one
+    if (!socket.destroyed) socket.resetAndDestroy();
+  };
+  socket.on('error', (err) => fail('socket', err));
+  stream.on('error', (err) => fail('stream', err));
+  socket.pipe(stream);
+  stream.pipe(socket);
+  socket.resume();
+}

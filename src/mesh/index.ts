@@ -1,0 +1,12 @@
+export { MeshNode, MESH_FILE, AUTHORITY_FILE, MEMBERS_FILE } from './node.js';
+export type { MeshNodeInit, Provider } from './node.js';
+export type { PeerState, PeerSnapshot } from './peers.js';
+export { MeshMetrics } from './metrics.js';
+export { issueCert, verifyCert, meshIdOf, DEFAULT_CERT_LIFETIME_MS } from './certs.js';
+export type { VerifiedCert } from './certs.js';
+export { parseToken, createToken, joinPsk, TokenStore, TOKEN_PREFIX } from './tokens.js';
+export { loadOrCreateIdentity, nodeIdOf } from './identity.js';
+export type { NodeIdentity } from './identity.js';
+export { Membership, signRecord, verifyRecord } from './membership.js';
+export type { Member } from './membership.js';
+export { ensureStateDir, writeFileAtomic, readSecretFile, readJsonFile, writeJsonFile } from './state-files.js';

@@ -1,0 +1,411 @@
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import { Ed25519Private } from '../crypto/keys/index.js';
+import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
+import type { MuxConfig, MuxStream, StreamOpenInfo } from '../mux/index.js';
+import { CloseCodes, closeWs, type TunnelConfig } from '../tunnel/index.js';
+import { fromBase64Url, fromHex, toBase64Url, toHex } from '../util/bytes.js';
+import type { Clock } from '../util/clock.js';
+import type { Random } from '../util/random.js';
+import type { NodeRecordWire, ServiceDecl } from '../wire/index.js';
+import { issueCert, meshIdOf, verifyCert, type VerifiedCert } from './certs.js';
+import { loadOrCreateIdentity, type NodeIdentity } from './identity.js';
+import { joinMesh, serveJoin } from './join.js';
+import { Membership, signRecord, type Member } from './membership.js';
+import { MeshMetrics } from './metrics.js';
+import { PeerManager, type PeerState } from './peers.js';
+import { ensureStateDir, readJsonFile, writeJsonFile } from './state-files.js';
+import { TokenStore, createToken, parseToken } from './tokens.js';
+
+/**
+ * This node's membership in a mesh: identity, certificate, authority (on admins), tokens,
+ * membership and the peer tunnels. The daemon wires it to names, forward and control.
+ */
+
+export const MESH_FILE = 'mesh.json';
+export const AUTHORITY_FILE = 'authority.key';
+export const MEMBERS_FILE = 'members.json';
+
+interface MeshFile {
+  version: 1;
+  meshName: string;
+  authorityPublic: string;
+  cert: string;
+}
+
+export interface MeshNodeInit {
+  stateDir: string;
+  nodeName: string;
+  publicEndpoints: string[];
+  tags: string[];
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  tunnelConfig: TunnelConfig;
+  muxConfig?: Partial<MuxConfig>;
+  onStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void;
+  /** Membership, a service list or a peer's state changed: names and forward recompute. */
+  onChange(): void;
+}
+
+interface Joined {
+  meshName: string;
+  meshId: Uint8Array;
+  authorityPublic: Uint8Array;
+  certBytes: Uint8Array;
+  cert: VerifiedCert;
+  authority: Ed25519Private | undefined;
+  membership: Membership;
+  peers: PeerManager;
+  tokens: TokenStore | undefined;
+}
+
+export interface Provider {
+  nodeIdHex: string;
+  name: string;
+  ports: number[];
+  isLocal: boolean;
+  state: PeerState | 'local';
+}
+
+export class MeshNode {
+  readonly #init: MeshNodeInit;
+  readonly identity: NodeIdentity;
+  readonly metrics = new MeshMetrics();
+  #joined: Joined | undefined;
+  #services: ServiceDecl[] = [];
+  #seq = 0;
+  #ownRecord: NodeRecordWire | undefined;
+  #pendingJoinHandshakes = 0;
+  #isClosed = false;
+
+  constructor(init: MeshNodeInit) {
+    this.#init = init;
+    ensureStateDir(init.stateDir);
+    this.identity = loadOrCreateIdentity(init.stateDir);
+    const stored = readJsonFile<MeshFile>(join(init.stateDir, MESH_FILE), true);
+    if (stored !== undefined) this.#restore(stored);
+  }
+
+  #restore(stored: MeshFile): void {
+    const path = join(this.#init.stateDir, MESH_FILE);
+    const certBytes = fromBase64Url(stored.cert);
+    if (certBytes === undefined) throw new MeshError(ErrorCodes.STATE_DIR, `${path}: certificate is not base64url`);
+    const authorityPublic = fromHex(stored.authorityPublic);
+    let cert: VerifiedCert;
+    try {
+      // expiry is checked against "now" so an expired node says so instead of silently failing to connect
+      cert = verifyCert(certBytes, { authorityPublic, nowMs: this.#init.clock.now(), expectedX25519: this.identity.noise.publicKey });
+    } catch (err) {
+      throw new MeshError(ErrorCodes.STATE_DIR, `${path}: ${(err as Error).message}`, { cause: err });
+    }
+    const authorityFile = readJsonFile<{ ed25519Private: string }>(join(this.#init.stateDir, AUTHORITY_FILE), true);
+    const authority = authorityFile ? Ed25519Private.fromPrivate(fromHex(authorityFile.ed25519Private)) : undefined;
+    this.#setJoined(stored.meshName, authorityPublic, certBytes, cert, authority);
+    const skipped = this.#joined!.membership.load(readJsonFile(join(this.#init.stateDir, MEMBERS_FILE), false), this.#init.clock.now());
+    if (skipped > 0) this.#init.logger.warn({ skipped }, 'stored member records no longer verify; skipped');
+  }
+
+  #setJoined(meshName: string, authorityPublic: Uint8Array, certBytes: Uint8Array, cert: VerifiedCert, authority: Ed25519Private | undefined): void {
+    const membership = new Membership(authorityPublic, this.identity.nodeIdHex);
+    const meshId = meshIdOf(authorityPublic);
+    const peers = new PeerManager({
+      identity: this.identity,
+      meshId,
+      authorityPublic,
+      ownCert: () => this.#joined!.certBytes,
+      ownRecord: () => this.#record(),
+      membership,
+      clock: this.#init.clock,
+      random: this.#init.random,
+      logger: this.#init.logger,
+      tunnelConfig: this.#init.tunnelConfig,
+      ...(this.#init.muxConfig ? { muxConfig: this.#init.muxConfig } : {}),
+      metrics: this.metrics,
+      onStream: this.#init.onStream,
+      onMembershipChange: () => {
+        this.#saveMembers();
+        this.#init.onChange();
+      },
+      onPeerStateChange: () => this.#init.onChange(),
+    });
+    this.#joined = {
+      meshName,
+      meshId,
+      authorityPublic,
+      certBytes,
+      cert,
+      authority,
+      membership,
+      peers,
+      tokens: authority ? new TokenStore(this.#init.stateDir) : undefined,
+    };
+    this.#ownRecord = undefined;
+    membership.apply(this.#record(), this.#init.clock.now());
+  }
+
+  /** Starts dialling members; call once the tunnel server listens. */
+  start(): void {
+    this.#joined?.peers.sync();
+  }
+
+  get isJoined(): boolean {
+    return this.#joined !== undefined;
+  }
+
+  get isAdmin(): boolean {
+    return this.#joined?.authority !== undefined;
+  }
+
+  get meshName(): string | null {
+    return this.#joined?.meshName ?? null;
+  }
+
+  get meshIdHex(): string | null {
+    return this.#joined ? toHex(this.#joined.meshId) : null;
+  }
+
+  get cert(): VerifiedCert | undefined {
+    return this.#joined?.cert;
+  }
+
+  get nodeName(): string {
+    return this.#joined?.cert.name ?? this.#init.nodeName;
+  }
+
+  get publicEndpoints(): string[] {
+    return this.#init.publicEndpoints;
+  }
+
+  /** Our own signed record, re-signed with a higher sequence whenever endpoints or services change. */
+  #record(): NodeRecordWire {
+    if (this.#ownRecord !== undefined) return this.#ownRecord;
+    const joined = this.#joined;
+    if (joined === undefined) throw new MeshError(ErrorCodes.NOT_JOINED, 'this node has not joined a mesh');
+    // wall-clock based so a restarted node (which forgot its counter) still outranks its old record
+    this.#seq = Math.max(this.#seq + 1, this.#init.clock.now());
+    this.#ownRecord = signRecord(this.identity.signing, {
+      cert: joined.certBytes,
+      seq: this.#seq,
+      endpoints: this.#init.publicEndpoints,
+      services: this.#services,
+      updatedAtMs: this.#init.clock.now(),
+    });
+    return this.#ownRecord;
+  }
+
+  /** Replaces the services this node provides and tells every peer. */
+  setServices(services: ServiceDecl[]): void {
+    this.#services = services.map((s) => ({ name: s.name, ports: [...s.ports].sort((a, b) => a - b) }));
+    const joined = this.#joined;
+    if (joined === undefined) return;
+    this.#ownRecord = undefined;
+    const record = this.#record();
+    joined.membership.apply(record, this.#init.clock.now());
+    this.#saveMembers();
+    joined.peers.broadcast(record);
+    this.#init.onChange();
+  }
+
+  #saveMembers(): void {
+    if (this.#joined) writeJsonFile(join(this.#init.stateDir, MEMBERS_FILE), this.#joined.membership.toJSON());
+  }
+
+  #saveMesh(): void {
+    const joined = this.#joined!;
+    const file: MeshFile = {
+      version: 1,
+      meshName: joined.meshName,
+      authorityPublic: toHex(joined.authorityPublic),
+      cert: toBase64Url(joined.certBytes),
+    };
+    writeJsonFile(join(this.#init.stateDir, MESH_FILE), file);
+  }
+
+  /** `init --mesh NAME`: creates the authority and this node's admin certificate. */
+  initMesh(meshName: string): { meshName: string; meshIdHex: string } {
+    if (this.#joined !== undefined) {
+      throw new MeshError(ErrorCodes.ALREADY_JOINED, `this node is already a member of mesh '${this.#joined.meshName}'`);
+    }
+    const authority = Ed25519Private.generate();
+    // the authority key is written first: a crash after it leaves a node that can simply init again
+    writeJsonFile(join(this.#init.stateDir, AUTHORITY_FILE), { version: 1, ed25519Private: toHex(authority.privateKey), meshName });
+    const certBytes = issueCert(authority, {
+      meshName,
+      name: this.#init.nodeName,
+      ed25519Public: this.identity.signing.publicKey,
+      x25519Public: this.identity.noise.publicKey,
+      tags: this.#init.tags,
+      isAdmin: true,
+      nowMs: this.#init.clock.now(),
+    });
+    const cert = verifyCert(certBytes, { authorityPublic: authority.publicKey, nowMs: this.#init.clock.now() });
+    this.#setJoined(meshName, authority.publicKey, certBytes, cert, authority);
+    this.#saveMesh();
+    this.#saveMembers();
+    this.#init.logger.info({ mesh: meshName, meshId: this.meshIdHex }, 'mesh created; this node is its admin');
+    this.#joined!.peers.sync();
+    this.#init.onChange();
+    return { meshName, meshIdHex: this.meshIdHex! };
+  }
+
+  createToken(ttlMs: number, uses: number): { token: string; tokenIdHex: string; expiresAtMs: number } {
+    const joined = this.#requireJoined();
+    if (joined.authority === undefined || joined.tokens === undefined) {
+      throw new MeshError(ErrorCodes.NOT_ADMIN, 'only an admin node (one that ran `osmoda-mesh init`) can create tokens');
+    }
+    if (this.#init.publicEndpoints.length === 0) {
+      throw new MeshError(
+        ErrorCodes.INVALID_CONFIG,
+        'this node advertises no endpoint, so a token could not say where to join; start the agent with --public-endpoint ws://HOST:PORT',
+      );
+    }
+    const { id, secret, expiresAtMs } = joined.tokens.create(this.#init.random, { nowMs: this.#init.clock.now(), ttlMs, uses });
+    const token = createToken(joined.authority, {
+      meshName: joined.meshName,
+      issuerEndpoints: this.#init.publicEndpoints,
+      issuerX25519: this.identity.noise.publicKey,
+      tokenId: id,
+      secret,
+      expiresAtMs,
+    });
+    this.#init.logger.info({ tokenId: toHex(id), uses, expiresAt: new Date(expiresAtMs).toISOString() }, 'join token created');
+    return { token, tokenIdHex: toHex(id), expiresAtMs };
+  }
+
+  async join(tokenText: string, name: string | undefined): Promise<{ meshName: string; nodeName: string; wasAlreadyJoined: boolean }> {
+    const token = parseToken(tokenText, this.#init.clock.now());
+    const joined = this.#joined;
+    if (joined !== undefined) {
+      if (toHex(joined.meshId) === toHex(token.meshId)) {
+        return { meshName: joined.meshName, nodeName: joined.cert.name, wasAlreadyJoined: true };
+      }
+      throw new MeshError(
+        ErrorCodes.TOKEN_WRONG_MESH,
+        `this node is a member of mesh '${joined.meshName}'; the token is for mesh '${token.meshName}'`,
+      );
+    }
+    const nodeName = name ?? this.#init.nodeName;
+    const result = await joinMesh({
+      token,
+      name: nodeName,
+      identity: this.identity,
+      endpoints: this.#init.publicEndpoints,
+      tags: this.#init.tags,
+      clock: this.#init.clock,
+      timeoutMs: this.#init.tunnelConfig.handshakeTimeoutMs,
+      logger: this.#init.logger,
+    });
+    if (this.#joined !== undefined) throw new MeshError(ErrorCodes.ALREADY_JOINED, 'joined another mesh meanwhile');
+    this.#setJoined(token.meshName, result.authorityPublic, result.certBytes, result.cert, undefined);
+    this.#saveMesh();
+    const members = this.#joined!.membership;
+    for (const record of result.members) {
+      try {
+        members.apply(record, this.#init.clock.now());
+      } catch (err) {
+        this.#init.logger.warn({ err: toMeshError(err).message }, 'member record from the issuer rejected');
+      }
+    }
+    this.#saveMembers();
+    this.#init.logger.info({ mesh: token.meshName, node: nodeName }, 'joined the mesh');
+    this.#joined!.peers.sync();
+    this.#init.onChange();
+    return { meshName: token.meshName, nodeName, wasAlreadyJoined: false };
+  }
+
+  #requireJoined(): Joined {
+    if (this.#joined === undefined) {
+      throw new MeshError(ErrorCodes.NOT_JOINED, 'this node has not joined a mesh yet (run `osmoda-mesh init --mesh NAME` or `osmoda-mesh join --token-file FILE`)');
+    }
+    return this.#joined;
+  }
+
+  /** Tunnel server route: a peer's tunnel. */
+  handleTunnel(ws: WebSocket, request: IncomingMessage): void {
+    if (this.#joined === undefined || this.#isClosed) {
+      closeWs(ws, CloseCodes.HANDSHAKE_FAILED, 'not a member of any mesh');
+      return;
+    }
+    this.#joined.peers.handleIncoming(ws, request);
+  }
+
+  /** Tunnel server route: a node joining with a token issued here. */
+  handleJoin(ws: WebSocket): void {
+    const joined = this.#joined;
+    if (joined?.authority === undefined || joined.tokens === undefined || this.#isClosed) {
+      closeWs(ws, CloseCodes.JOIN_REFUSED, 'this node does not issue tokens');
+      return;
+    }
+    this.#pendingJoinHandshakes++;
+    serveJoin(ws, {
+      identity: this.identity,
+      authority: joined.authority,
+      meshId: joined.meshId,
+      meshName: joined.meshName,
+      tokens: joined.tokens,
+      clock: this.#init.clock,
+      timeoutMs: this.#init.tunnelConfig.handshakeTimeoutMs,
+      logger: this.#init.logger.child({ stage: 'join' }),
+      nameOwner: (name) => joined.membership.byName(name)?.nodeIdHex,
+      members: () => joined.membership.records(),
+      onRefused: (code) => this.metrics.count('join_refused_total', code),
+      onJoined: () => this.metrics.count('join_accepted_total', 'ok'),
+    }).finally(() => this.#pendingJoinHandshakes--);
+  }
+
+  get pendingHandshakes(): number {
+    return this.#pendingJoinHandshakes + (this.#joined?.peers.pendingHandshakes ?? 0);
+  }
+
+  members(): Member[] {
+    return this.#joined?.membership.all() ?? [];
+  }
+
+  peerState(nodeIdHex: string): PeerState | 'local' {
+    if (nodeIdHex === this.identity.nodeIdHex) return 'local';
+    return this.#joined?.peers.stateOf(nodeIdHex) ?? 'down';
+  }
+
+  peers(): PeerManager | undefined {
+    return this.#joined?.peers;
+  }
+
+  /** Every node that declares `service`, this one included. */
+  providersOf(service: string): Provider[] {
+    const out: Provider[] = [];
+    for (const member of this.members()) {
+      const decl = member.services.find((s) => s.name === service);
+      if (decl === undefined) continue;
+      const isLocal = member.nodeIdHex === this.identity.nodeIdHex;
+      out.push({ nodeIdHex: member.nodeIdHex, name: member.name, ports: decl.ports, isLocal, state: this.peerState(member.nodeIdHex) });
+    }
+    return out;
+  }
+
+  /** Service name → union of ports over all providers. */
+  catalog(): Map<string, number[]> {
+    const out = new Map<string, Set<number>>();
+    for (const member of this.members()) {
+      for (const s of member.services) {
+        let ports = out.get(s.name);
+        if (ports === undefined) out.set(s.name, (ports = new Set()));
+        for (const p of s.ports) ports.add(p);
+      }
+    }
+    return new Map([...out].map(([name, ports]) => [name, [...ports].sort((a, b) => a - b)]));
+  }
+
+  openStream(nodeIdHex: string, service: string, port: number): MuxStream {
+    const joined = this.#requireJoined();
+    return joined.peers.openStream(nodeIdHex, service, port);
+  }
+
+  async close(): Promise<void> {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    await this.#joined?.peers.close();
+  }
+}

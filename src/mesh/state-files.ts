@@ -1,0 +1,91 @@
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ErrorCodes, MeshError } from '../errors.js';
+
+/**
+ * Files in the state dir. Writes go to a temp file, are fsynced, then renamed over the target, so a
+ * crash or a full disk never leaves a half-written key or a lost token use (SPEC §3: uses counted
+ * durably before the answer is sent). Everything is 0600 inside a 0700 dir.
+ */
+
+export function ensureStateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = statSync(dir);
+    if (!st.isDirectory()) throw new Error('not a directory');
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  } catch (err) {
+    throw new MeshError(ErrorCodes.STATE_DIR, `state dir ${dir}: ${(err as Error).message} (check that it exists, is a directory and is writable by the agent)`, { cause: err });
+  }
+}
+
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = join(dirname(path), `.${Date.now().toString(36)}-${process.pid}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+    // fsync the directory so the rename itself survives a crash
+    const dirFd = openSync(dirname(path), constants.O_RDONLY);
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // nothing was created
+    }
+    throw new MeshError(ErrorCodes.STATE_DIR, `cannot write ${path}: ${(err as Error).message} (is the state dir writable and the disk not full?)`, { cause: err });
+  }
+}
+
+/** Reads a file that holds secrets; refuses one that group or others can read (SPEC §2 identity). */
+export function readSecretFile(path: string): string | undefined {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MeshError(ErrorCodes.STATE_DIR, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new MeshError(
+      ErrorCodes.KEY_FILE_PERMISSIONS,
+      `${path} is readable by others (mode ${(st.mode & 0o777).toString(8)}); run \`chmod 600 ${path}\``,
+    );
+  }
+  return readFileSync(path, 'utf8');
+}
+
+export function readJsonFile<T>(path: string, isSecret: boolean): T | undefined {
+  const text = isSecret ? readSecretFile(path) : readOptional(path);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new MeshError(ErrorCodes.STATE_DIR, `${path} is not valid JSON (${(err as Error).message}); restore it from backup or remove it`, { cause: err });
+  }
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MeshError(ErrorCodes.STATE_DIR, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function writeJsonFile(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
+}

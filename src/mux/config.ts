@@ -1,0 +1,99 @@
+import { ErrorCodes, MeshError } from '../errors.js';
+import { MAX_DATA_FRAME } from '../wire/index.js';
+
+/** Largest value a window or credit field can carry on the wire (`uint32` in proto/mesh.proto). */
+export const MAX_WIRE_WINDOW_BYTES = 0xffff_ffff;
+
+/**
+ * Limits of one mux session (the streams of one tunnel). Every limit states what happens when it is
+ * reached (STYLE "Bounded everything").
+ */
+export interface MuxConfig {
+  /**
+   * Receive window each stream starts with: the most a peer may send before we have seen the
+   * reader take anything. Default 256 KiB (yamux's initial window).
+   */
+  initialWindowBytes: number;
+  /**
+   * The receive window doubles, up to this, each time a window update is due while the reader keeps
+   * up (yamux auto-tuning). Bounds what one stream can buffer when its reader stops. Default 4 MiB.
+   */
+  maxWindowBytes: number;
+  /**
+   * Windows stop growing when the sum of all streams' receive windows would pass this; the sum is the
+   * most the peer can make us buffer (shown in status as per-peer buffering). Initial windows are
+   * always granted, so with many streams the sum can exceed it; growth cannot. Default 64 MiB.
+   */
+  sessionMaxBufferedBytes: number;
+  /**
+   * Open streams per session (both directions). An incoming open over it is answered with a reset
+   * MESH_ERR_STREAM_LIMIT (the tunnel stays up); a local open() over it throws. Default 1024.
+   */
+  maxStreams: number;
+  /**
+   * When the tunnel's bufferedBytes() is above this, streams hold their writes (backpressure reaches
+   * the TCP sockets) until onTunnelDrain(). Control frames (window, fin, reset) are still sent.
+   * Default 1 MiB.
+   */
+  tunnelHighWaterBytes: number;
+  /** Largest data payload this side puts in one frame. Default MAX_DATA_FRAME (fits one Noise message). */
+  maxFrameDataBytes: number;
+  /** close() waits this long for streams to finish, then destroys the session. Default 5000 ms. */
+  closeTimeoutMs: number;
+}
+
+export const defaultMuxConfig: Readonly<MuxConfig> = Object.freeze({
+  initialWindowBytes: 256 * 1024,
+  maxWindowBytes: 4 * 1024 * 1024,
+  sessionMaxBufferedBytes: 64 * 1024 * 1024,
+  maxStreams: 1024,
+  tunnelHighWaterBytes: 1024 * 1024,
+  maxFrameDataBytes: MAX_DATA_FRAME,
+  closeTimeoutMs: 5000,
+});
+
+/** Below this a window costs a round trip per few hundred bytes; no real deployment wants that. */
+const MIN_WINDOW_BYTES = 1024;
+/** Each side has half of the uint32 id space (odd/even). */
+const MAX_STREAMS_LIMIT = 0x7fff_ffff;
+/** Node's setTimeout fires at once for larger delays. */
+const MAX_TIMEOUT_MS = 0x7fff_ffff;
+
+function check(field: keyof MuxConfig, value: unknown, min: number, max: number, why = ''): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    const got = typeof value === 'number' ? String(value) : typeof value;
+    throw new MeshError(
+      ErrorCodes.INVALID_CONFIG,
+      `mux config: ${field}: expected an integer in ${min}..${max}${why}, got ${got}`,
+    );
+  }
+}
+
+/** Validates a complete config; throws MESH_ERR_INVALID_CONFIG naming the first bad field. */
+export function verifyMuxConfig(config: MuxConfig): MuxConfig {
+  check('maxWindowBytes', config.maxWindowBytes, MIN_WINDOW_BYTES, MAX_WIRE_WINDOW_BYTES, ' (uint32 on the wire)');
+  check('initialWindowBytes', config.initialWindowBytes, MIN_WINDOW_BYTES, config.maxWindowBytes, ' (at most maxWindowBytes)');
+  check(
+    'sessionMaxBufferedBytes',
+    config.sessionMaxBufferedBytes,
+    config.initialWindowBytes,
+    Number.MAX_SAFE_INTEGER,
+    ' (at least initialWindowBytes)',
+  );
+  check('maxStreams', config.maxStreams, 1, MAX_STREAMS_LIMIT);
+  check('tunnelHighWaterBytes', config.tunnelHighWaterBytes, 1, Number.MAX_SAFE_INTEGER);
+  check('maxFrameDataBytes', config.maxFrameDataBytes, 1, MAX_DATA_FRAME, ' (MAX_DATA_FRAME)');
+  check('closeTimeoutMs', config.closeTimeoutMs, 0, MAX_TIMEOUT_MS);
+  return config;
+}
+
+/** Defaults overlaid with the given fields (undefined fields keep their default), then validated. */
+export function resolveMuxConfig(partial: Partial<MuxConfig> = {}): MuxConfig {
+  const merged: MuxConfig = { ...defaultMuxConfig };
+  // Only known fields: a stray key from a JSON config must not ride along unvalidated.
+  for (const key of Object.keys(defaultMuxConfig) as (keyof MuxConfig)[]) {
+    const value = partial[key];
+    if (value !== undefined) merged[key] = value;
+  }
+  return verifyMuxConfig(merged);
+}

@@ -1,0 +1,354 @@
+import { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { ErrorCodes, MeshError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { MAX_TEXT_FIELD } from '../wire/index.js';
+import type { StreamFrame } from '../wire/index.js';
+import type { MuxConfig } from './config.js';
+import { ReceiveWindow, SendCredit } from './credit-window.js';
+
+/** Longest reset code the wire decoder accepts (src/wire/frames.ts `reset.code`). */
+const MAX_RESET_CODE = 64;
+
+export type StreamDirection = 'outbound' | 'inbound';
+
+/**
+ * What a stream gets from its session. The stream never imports the session (STYLE, js-libp2p-yamux
+ * `YamuxStreamInit`): everything it needs arrives as callbacks.
+ */
+export interface MuxStreamInit {
+  id: number;
+  service: string;
+  port: number;
+  /** `outbound`: we opened it (session.open); `inbound`: the peer did (session onStream). */
+  direction: StreamDirection;
+  config: MuxConfig;
+  logger: Logger;
+  /** Send credit before any window frame: the peer's `open.window` for inbound, 0 for outbound. */
+  peerWindowBytes: number;
+  sendFrame(frame: StreamFrame): void;
+  /** True while the tunnel holds more than tunnelHighWaterBytes: data waits for resumeWrites(). */
+  isTunnelCongested(): boolean;
+  /** Asks the session for `extraBytes` more receive window; false when its total cap would pass. */
+  reserveWindowBytes(extraBytes: number): boolean;
+  /** Called once when the stream is finished or destroyed; the session forgets it. */
+  onClose(stream: MuxStream): void;
+}
+
+export interface MuxStreamStats {
+  /** Data bytes sent to the peer. */
+  sentBytes: number;
+  /** Data bytes received from the peer. */
+  receivedBytes: number;
+  /** Bytes we may still send before the peer grants more. */
+  sendCredit: number;
+  /** Our current receive window. */
+  recvWindow: number;
+  /** Bytes held in this stream: unread incoming plus unsent outgoing. */
+  bufferedBytes: number;
+}
+
+/**
+ * A stream was reset by the peer (or rejected before it was accepted). `code` is always
+ * MESH_ERR_STREAM_RESET; the peer's own code (for example MESH_ERR_DIAL_FAILED, which forward uses
+ * to fail over to another provider) is in `peerCode` and in `wireReason`.
+ */
+export class StreamResetError extends MeshError {
+  readonly peerCode: string;
+  readonly peerMessage: string;
+
+  constructor(streamId: number, peerCode: string, peerMessage: string) {
+    super(ErrorCodes.STREAM_RESET, `stream ${streamId}: reset by peer with ${peerCode || '(no code)'}: ${peerMessage}`, {
+      wireReason: peerCode,
+    });
+    this.name = 'StreamResetError';
+    this.peerCode = peerCode;
+    this.peerMessage = peerMessage;
+  }
+}
+
+interface PendingWrite {
+  data: Uint8Array;
+  offset: number;
+  callback: (err?: Error | null) => void;
+}
+
+/**
+ * One TCP connection carried over a tunnel, as a node Duplex so that forward code can write
+ * `socket.pipe(stream).pipe(socket)` and get real backpressure both ways:
+ *
+ * - writing: a chunk's callback is held until all of it went out within the peer's credit (and while
+ *   the tunnel is below its high-water mark), so the writable side fills and pipe() pauses the socket;
+ * - reading: credit is granted back only for bytes the consumer has taken (pushed − readableLength),
+ *   so a consumer that stops reading stops the sender after at most one window.
+ *
+ * Errors: a local destroy(err) sends a reset carrying err's code; a peer reset (or reject) errors the
+ * stream with StreamResetError; a peer overrunning our window errors it with MESH_ERR_WINDOW_EXCEEDED
+ * and resets it. As with any node stream, the owner must listen for 'error' (pipeline() does).
+ *
+ * Events: 'accepted' (outbound, when the peer accepted; writes flow from then on).
+ */
+export class MuxStream extends Duplex {
+  readonly id: number;
+  readonly service: string;
+  readonly port: number;
+  readonly direction: StreamDirection;
+
+  readonly #init: MuxStreamInit;
+  readonly #log: Logger;
+  readonly #credit: SendCredit;
+  readonly #recv: ReceiveWindow;
+  /** 'pending' until accepted (outbound: accept frame arrived; inbound: accept() called). */
+  #phase: 'pending' | 'open' = 'pending';
+  #sentBytes = 0;
+  #pushedBytes = 0;
+  #isFinSent = false;
+  #isFinReceived = false;
+  /** Set once a reset went out, came in, or the tunnel is gone: no (further) reset to send. */
+  #isResetDone = false;
+  #pendingWrite: PendingWrite | undefined;
+  #pendingFinal: ((err?: Error | null) => void) | undefined;
+
+  constructor(init: MuxStreamInit) {
+    super({ allowHalfOpen: true });
+    this.#init = init;
+    this.id = init.id;
+    this.service = init.service;
+    this.port = init.port;
+    this.direction = init.direction;
+    this.#log = init.logger;
+    this.#credit = new SendCredit(init.peerWindowBytes);
+    this.#recv = new ReceiveWindow({
+      initialWindowBytes: init.config.initialWindowBytes,
+      maxWindowBytes: init.config.maxWindowBytes,
+      // The opener announced its window in `open`; the acceptor grants its own only with `accept`.
+      isOpen: init.direction === 'outbound',
+    });
+  }
+
+  /** True once data may flow (accepted by the peer, or accept() called here). */
+  get isAccepted(): boolean {
+    return this.#phase === 'open';
+  }
+
+  /** Current receive window; the session sums these for its cap. */
+  get recvWindowBytes(): number {
+    return this.#recv.windowBytes;
+  }
+
+  stats(): MuxStreamStats {
+    return {
+      sentBytes: this.#sentBytes,
+      receivedBytes: this.#recv.receivedBytes,
+      sendCredit: this.#credit.bytes,
+      recvWindow: this.#recv.windowBytes,
+      bufferedBytes: this.readableLength + this.writableLength,
+    };
+  }
+
+  /** Acceptor side: takes the stream; sends `accept` with our window and lets held writes go. */
+  accept(): void {
+    if (this.direction !== 'inbound' || this.#phase !== 'pending' || this.destroyed) return;
+    this.#phase = 'open';
+    const window = this.#recv.open();
+    this.#log.debug('stream accepted');
+    this.#init.sendFrame({ kind: 'accept', streamId: this.id, window });
+    this.#flush();
+  }
+
+  /**
+   * Acceptor side: refuses the stream with a reset carrying `code` (for example MESH_ERR_DIAL_FAILED
+   * or MESH_ERR_UNKNOWN_SERVICE), which the opener sees as StreamResetError.peerCode. The stream is
+   * destroyed here without an 'error' event: the caller already knows why.
+   */
+  reject(code: string, message: string): void {
+    if (this.direction !== 'inbound' || this.#phase !== 'pending' || this.destroyed) return;
+    this.#sendReset(code, message);
+    this.#log.debug({ code }, 'stream rejected');
+    this.destroy();
+  }
+
+  // ---- called by the session for incoming frames ------------------------------------------------
+
+  /** Outbound: the peer accepted with `windowBytes` of initial credit. False if this is not expected. */
+  handleAccept(windowBytes: number): boolean {
+    if (this.direction !== 'outbound' || this.#phase !== 'pending') return false;
+    if (this.destroyed) return true;
+    if (!this.#credit.grant(windowBytes)) {
+      this.#fail(ErrorCodes.PROTOCOL, `accept: window ${windowBytes} is more than a uint32 window`);
+      return true;
+    }
+    this.#phase = 'open';
+    this.#log.debug({ windowBytes }, 'stream accepted by peer');
+    this.emit('accepted');
+    this.#flush();
+    return true;
+  }
+
+  handleData(data: Uint8Array): void {
+    if (this.destroyed) return;
+    if (this.#isFinReceived) {
+      this.#fail(ErrorCodes.PROTOCOL, `data: ${data.length} bytes after the peer's fin`);
+      return;
+    }
+    if (data.length === 0) return;
+    if (!this.#recv.receive(data.length)) {
+      this.#fail(
+        ErrorCodes.WINDOW_EXCEEDED,
+        `data: ${data.length} bytes would pass the granted window (received ${this.#recv.receivedBytes} of ${this.#recv.limitBytes} allowed)`,
+      );
+      return;
+    }
+    this.#log.trace({ bytes: data.length }, 'data received');
+    this.#pushedBytes += data.length;
+    // push()'s return value is ignored on purpose: the window, not the readable high-water mark,
+    // bounds what the peer can make us buffer.
+    this.push(data);
+    this.#grantConsumed();
+  }
+
+  handleWindow(creditBytes: number): void {
+    if (this.destroyed) return;
+    if (!this.#credit.grant(creditBytes)) {
+      this.#fail(ErrorCodes.PROTOCOL, `window: credit ${creditBytes} on top of ${this.#credit.bytes} passes a uint32 window`);
+      return;
+    }
+    this.#log.trace({ creditBytes }, 'credit received');
+    this.#flush();
+  }
+
+  handleFin(): void {
+    if (this.destroyed || this.#isFinReceived) return;
+    this.#isFinReceived = true;
+    this.#log.trace('fin received');
+    this.push(null);
+  }
+
+  handleReset(code: string, message: string): void {
+    if (this.destroyed) return;
+    this.#isResetDone = true;
+    this.#log.debug({ code }, 'stream reset by peer');
+    this.destroy(new StreamResetError(this.id, code, message));
+  }
+
+  /** The tunnel drained: retry held writes. */
+  resumeWrites(): void {
+    if (!this.destroyed) this.#flush();
+  }
+
+  /** The tunnel is gone: error the stream without trying to send a reset. */
+  abort(err: Error): void {
+    if (this.destroyed) return;
+    this.#isResetDone = true;
+    this.destroy(err);
+  }
+
+  // ---- node stream implementation ---------------------------------------------------------------
+
+  override _write(chunk: Uint8Array, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (chunk.length === 0) {
+      callback();
+      return;
+    }
+    this.#pendingWrite = { data: chunk, offset: 0, callback };
+    this.#flush();
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.#pendingFinal = callback;
+    this.#flush();
+  }
+
+  override _read(): void {
+    this.#grantConsumed();
+  }
+
+  /**
+   * Every consumer path (pipe/flowing mode, read(), async iteration) goes through read(); checking
+   * after it returns sees the bytes it just took. _read alone is not enough: node calls it before the
+   * chunk leaves the buffer and not again until the next push, so a reader that drains the whole
+   * window in one read() would never grant credit and both sides would wait forever.
+   */
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    this.#grantConsumed();
+    return chunk;
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    const isClean = this.#isFinSent && this.#isFinReceived;
+    if (!this.#isResetDone && !isClean) {
+      // A local destroy while the peer may still send or read: tell it, with our reason.
+      const code = err instanceof MeshError ? err.code : ErrorCodes.STREAM_RESET;
+      const message = err === null ? 'stream destroyed' : err instanceof MeshError && err.wireReason !== undefined ? err.wireReason : err.message;
+      this.#sendReset(code, message);
+    }
+    this.#isResetDone = true;
+    this.#pendingWrite = undefined;
+    this.#pendingFinal = undefined;
+    this.#log.debug({ err: err ?? undefined, sentBytes: this.#sentBytes, receivedBytes: this.#recv.receivedBytes }, 'stream closed');
+    this.#init.onClose(this);
+    callback(err);
+  }
+
+  // ---- internals --------------------------------------------------------------------------------
+
+  /** Sends what credit and the tunnel allow; completes the held write and then the held fin. */
+  #flush(): void {
+    if (this.#phase !== 'open') return;
+    const pending = this.#pendingWrite;
+    if (pending !== undefined) {
+      const { data } = pending;
+      while (pending.offset < data.length) {
+        if (this.destroyed || this.#init.isTunnelCongested()) return;
+        const n = this.#credit.take(Math.min(data.length - pending.offset, this.#init.config.maxFrameDataBytes));
+        if (n === 0) return;
+        // A copy: the writer may reuse its buffer once the callback ran, while the tunnel packs
+        // frames into a message later in the tick.
+        const payload = new Uint8Array(data.subarray(pending.offset, pending.offset + n));
+        pending.offset += n;
+        this.#sentBytes += n;
+        this.#init.sendFrame({ kind: 'data', streamId: this.id, data: payload });
+      }
+      if (this.#pendingWrite !== pending) return;
+      this.#pendingWrite = undefined;
+      pending.callback();
+    }
+    const final = this.#pendingFinal;
+    if (final !== undefined && this.#pendingWrite === undefined && !this.destroyed) {
+      this.#pendingFinal = undefined;
+      this.#isFinSent = true;
+      this.#log.trace('fin sent');
+      this.#init.sendFrame({ kind: 'fin', streamId: this.id });
+      final();
+    }
+  }
+
+  /** Grants credit back for what the consumer took, when an update is due. */
+  #grantConsumed(): void {
+    if (this.destroyed || this.#isFinReceived || !this.#recv.isOpen) return;
+    this.#recv.setConsumed(this.#pushedBytes - this.readableLength);
+    const credit = this.#recv.takeUpdate((extra) => this.#init.reserveWindowBytes(extra));
+    if (credit > 0) {
+      this.#log.trace({ credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
+      this.#init.sendFrame({ kind: 'window', streamId: this.id, credit });
+    }
+  }
+
+  #sendReset(code: string, message: string): void {
+    this.#isResetDone = true;
+    this.#init.sendFrame({
+      kind: 'reset',
+      streamId: this.id,
+      code: code.slice(0, MAX_RESET_CODE),
+      message: message.slice(0, MAX_TEXT_FIELD),
+    });
+  }
+
+  /** A stream-level violation by the peer: reset this stream only, with `code`. */
+  #fail(code: ErrorCode, detail: string): void {
+    const err = new MeshError(code, `stream ${this.id} (${this.service}:${this.port}): ${detail}`, { wireReason: detail });
+    this.#log.debug({ err }, 'stream failed');
+    this.destroy(err);
+  }
+}

@@ -1,0 +1,309 @@
+import type WebSocket from 'ws';
+import type { Logger } from 'pino';
+import type { NoiseTransport } from '../crypto/noise/index.js';
+import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Random } from '../util/random.js';
+import { MAX_BATCH_BYTES, decodeBatch, encodeBatch, type Frame, type FrameChannel } from '../wire/index.js';
+import { CloseCodes, type TunnelConfig } from './config.js';
+import { closeWs, toBytes } from './message-socket.js';
+
+export interface TunnelInit {
+  ws: WebSocket;
+  transport: NoiseTransport;
+  config: TunnelConfig;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** Human-readable path for status, e.g. "direct ws://10.0.0.2:18800/osmoda-mesh/v1 (dialled)". */
+  path: string;
+}
+
+export interface TunnelStats {
+  rxBytes: number;
+  txBytes: number;
+  rttMs: number | null;
+  lastHeardMs: number;
+  bufferedBytes: number;
+  rekeys: number;
+}
+
+/** Size of a frame once encoded, rounded up: used to pack frames into batches without re-encoding. */
+function frameSizeEstimate(frame: Frame): number {
+  switch (frame.kind) {
+    case 'data':
+      return frame.data.length + 16;
+    case 'gossip':
+      return frame.records.reduce((n, r) => n + r.body.length + r.signature.length + 12, 16);
+    case 'reset':
+    case 'goaway':
+      return frame.code.length + frame.message.length * 3 + 24;
+    case 'open':
+      return frame.service.length + 32;
+    default:
+      return 24;
+  }
+}
+
+/**
+ * One established, encrypted tunnel: every WebSocket binary message is one Noise transport message
+ * carrying one Batch of frames (SPEC §2 tunnel). Handles keepalive, dead-peer detection and rekey
+ * itself and passes all other frames up through FrameChannel.
+ */
+export class Tunnel implements FrameChannel {
+  readonly path: string;
+  readonly #ws: WebSocket;
+  readonly #transport: NoiseTransport;
+  readonly #config: TunnelConfig;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #logger: Logger;
+  #pending: Frame[] = [];
+  #pendingBytes = 0;
+  #isFlushScheduled = false;
+  #wasAboveHighWater = false;
+  #isOpen = true;
+  #frameHandler: (frame: Frame) => void = () => undefined;
+  readonly #drainHandlers: (() => void)[] = [];
+  readonly #closeHandlers: ((err: Error | undefined) => void)[] = [];
+  #pingTimer: TimerHandle | undefined;
+  #lastHeardMs: number;
+  #lastSendRekeyMs: number;
+  #outstandingPing: { id: number; sentAtMs: number } | undefined;
+  #rttMs: number | null = null;
+  #rekeys = 0;
+  #isReceiveRekeyPending = false;
+
+  constructor(init: TunnelInit) {
+    this.#ws = init.ws;
+    this.#transport = init.transport;
+    this.#config = init.config;
+    this.#clock = init.clock;
+    this.#random = init.random;
+    this.#logger = init.logger;
+    this.path = init.path;
+    this.#lastHeardMs = this.#clock.monotonicMs();
+    this.#lastSendRekeyMs = this.#lastHeardMs;
+    this.#ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    this.#ws.on('close', (code, reason) => {
+      const text = reason.toString('utf8');
+      this.#finish(
+        code === CloseCodes.NORMAL || code === CloseCodes.GOING_AWAY
+          ? undefined
+          : new MeshError(ErrorCodes.TUNNEL_CLOSED, `peer closed the tunnel (${code}${text ? `: ${text}` : ''})`, { wireReason: text }),
+      );
+    });
+    this.#ws.on('error', (err) => this.#finish(toMeshError(err, ErrorCodes.TUNNEL_CLOSED, 'tunnel socket')));
+    this.#schedulePing();
+  }
+
+  get isOpen(): boolean {
+    return this.#isOpen;
+  }
+
+  onFrame(handler: (frame: Frame) => void): void {
+    this.#frameHandler = handler;
+  }
+
+  onDrain(handler: () => void): void {
+    this.#drainHandlers.push(handler);
+  }
+
+  onClose(handler: (err: Error | undefined) => void): void {
+    if (!this.#isOpen) {
+      queueMicrotask(() => handler(undefined));
+      return;
+    }
+    this.#closeHandlers.push(handler);
+  }
+
+  bufferedBytes(): number {
+    return this.#ws.bufferedAmount + this.#pendingBytes;
+  }
+
+  stats(): TunnelStats {
+    return {
+      rxBytes: this.#transport.receivedBytes,
+      txBytes: this.#transport.sentBytes,
+      rttMs: this.#rttMs,
+      lastHeardMs: this.#lastHeardMs,
+      bufferedBytes: this.bufferedBytes(),
+      rekeys: this.#rekeys,
+    };
+  }
+
+  send(frame: Frame): void {
+    if (!this.#isOpen) throw new MeshError(ErrorCodes.TUNNEL_CLOSED, 'tunnel is closed');
+    this.#pending.push(frame);
+    this.#pendingBytes += frameSizeEstimate(frame);
+    if (this.#pendingBytes >= MAX_BATCH_BYTES) {
+      this.#flush();
+    } else if (!this.#isFlushScheduled) {
+      // frames queued in the same tick travel together in one transport message
+      this.#isFlushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#isFlushScheduled = false;
+    if (!this.#isOpen) return;
+    try {
+      while (this.#pending.length > 0) {
+        let size = 8;
+        let count = 0;
+        while (count < this.#pending.length) {
+          const next = frameSizeEstimate(this.#pending[count]!);
+          if (count > 0 && size + next > MAX_BATCH_BYTES - 32) break;
+          size += next;
+          count++;
+        }
+        const frames = this.#pending.splice(0, count);
+        this.#pendingBytes -= frames.reduce((n, f) => n + frameSizeEstimate(f), 0);
+        this.#sendBatch(frames);
+      }
+      this.#pendingBytes = 0;
+    } catch (err) {
+      this.destroy(toMeshError(err, ErrorCodes.INTERNAL, 'tunnel send'));
+    }
+  }
+
+  #sendBatch(frames: Frame[]): void {
+    const isRekeyDue =
+      this.#transport.sentBytesSinceRekey >= this.#config.rekeyAfterBytes ||
+      this.#clock.monotonicMs() - this.#lastSendRekeyMs >= this.#config.rekeyAfterMs;
+    if (isRekeyDue) frames.push({ kind: 'rekey' });
+    const sealed = this.#transport.seal(encodeBatch(frames));
+    this.#ws.send(sealed, { binary: true }, () => this.#checkDrain());
+    if (isRekeyDue) {
+      // the Rekey frame was the last one sealed under the old key; the peer switches after it too
+      this.#transport.rekeySend();
+      this.#lastSendRekeyMs = this.#clock.monotonicMs();
+      this.#rekeys++;
+      this.#logger.debug({ stage: 'rekey', direction: 'send' }, 'tunnel send key rotated');
+    }
+    if (this.bufferedBytes() > this.#config.highWaterBytes) this.#wasAboveHighWater = true;
+  }
+
+  #checkDrain(): void {
+    if (this.#wasAboveHighWater && this.bufferedBytes() <= this.#config.lowWaterBytes) {
+      this.#wasAboveHighWater = false;
+      for (const handler of this.#drainHandlers) handler();
+    }
+  }
+
+  #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    if (!this.#isOpen) return;
+    if (!isBinary) {
+      this.destroy(new MeshError(ErrorCodes.PROTOCOL, 'tunnel: peer sent a text message', { wireReason: 'text message' }));
+      return;
+    }
+    let frames: Frame[];
+    try {
+      frames = decodeBatch(this.#transport.open(toBytes(data)));
+    } catch (err) {
+      this.destroy(toMeshError(err, ErrorCodes.PROTOCOL, 'tunnel receive'));
+      return;
+    }
+    this.#lastHeardMs = this.#clock.monotonicMs();
+    for (const frame of frames) {
+      if (!this.#isOpen) return;
+      switch (frame.kind) {
+        case 'ping':
+          this.send({ kind: 'pong', id: frame.id });
+          break;
+        case 'pong':
+          if (this.#outstandingPing?.id === frame.id) {
+            this.#rttMs = Math.round((this.#clock.monotonicMs() - this.#outstandingPing.sentAtMs) * 1000) / 1000;
+            this.#outstandingPing = undefined;
+          }
+          break;
+        case 'rekey':
+          this.#isReceiveRekeyPending = true;
+          break;
+        case 'goaway':
+          this.#logger.info({ code: frame.code, reason: frame.message }, 'peer is going away');
+          this.destroy(new MeshError(ErrorCodes.TUNNEL_CLOSED, `peer went away: ${frame.message}`, { wireReason: frame.code }));
+          return;
+        default:
+          try {
+            this.#frameHandler(frame);
+          } catch (err) {
+            this.destroy(toMeshError(err, ErrorCodes.INTERNAL, 'frame handler'));
+            return;
+          }
+      }
+    }
+    if (this.#isReceiveRekeyPending) {
+      // the peer rotated its send key after the message that carried the Rekey frame
+      this.#isReceiveRekeyPending = false;
+      this.#transport.rekeyReceive();
+      this.#rekeys++;
+      this.#logger.debug({ stage: 'rekey', direction: 'receive' }, 'tunnel receive key rotated');
+    }
+  }
+
+  #schedulePing(): void {
+    this.#pingTimer = this.#clock.setTimeout(() => this.#onPingTimer(), this.#config.pingIntervalMs);
+  }
+
+  #onPingTimer(): void {
+    if (!this.#isOpen) return;
+    const silentMs = this.#clock.monotonicMs() - this.#lastHeardMs;
+    if (silentMs >= this.#config.deadAfterMs) {
+      this.#logger.warn({ silentMs: Math.round(silentMs) }, 'peer silent too long: tunnel down');
+      this.destroy(new MeshError(ErrorCodes.TUNNEL_CLOSED, `peer silent for ${Math.round(silentMs / 1000)} s`, { wireReason: 'dead peer' }), CloseCodes.DEAD_PEER);
+      return;
+    }
+    const id = Math.floor(this.#random.float() * 2 ** 48);
+    this.#outstandingPing = { id, sentAtMs: this.#clock.monotonicMs() };
+    try {
+      this.send({ kind: 'ping', id });
+    } catch {
+      return;
+    }
+    // check for silence more often than we ping, so a dead peer is seen soon after deadAfterMs
+    this.#pingTimer = this.#clock.setTimeout(() => this.#onPingTimer(), Math.min(this.#config.pingIntervalMs, Math.max(100, this.#config.deadAfterMs - silentMs)));
+  }
+
+  /** Sends a measuring ping now (used by `status` right after connect). */
+  pingNow(): void {
+    if (!this.#isOpen || this.#outstandingPing) return;
+    const id = Math.floor(this.#random.float() * 2 ** 48);
+    this.#outstandingPing = { id, sentAtMs: this.#clock.monotonicMs() };
+    this.send({ kind: 'ping', id });
+  }
+
+  /** Graceful: tells the peer, flushes, closes. */
+  async close(code = 'shutdown', message = 'agent stopping'): Promise<void> {
+    if (!this.#isOpen) return;
+    try {
+      this.send({ kind: 'goaway', code, message });
+      this.#flush();
+    } catch {
+      // closing anyway
+    }
+    const closed = new Promise<void>((resolve) => this.#closeHandlers.push(() => resolve()));
+    closeWs(this.#ws, CloseCodes.NORMAL, message);
+    this.#finish(undefined);
+    await closed;
+  }
+
+  /** Immediate; idempotent. */
+  destroy(err?: MeshError, closeCode?: number): void {
+    if (!this.#isOpen) return;
+    if (err) this.#logger.debug({ err: err.message, code: err.code }, 'tunnel destroyed');
+    closeWs(this.#ws, closeCode ?? (err ? CloseCodes.PROTOCOL : CloseCodes.NORMAL), err?.wireReason ?? err?.message ?? 'closed');
+    this.#ws.terminate();
+    this.#finish(err);
+  }
+
+  #finish(err: Error | undefined): void {
+    if (!this.#isOpen) return;
+    this.#isOpen = false;
+    if (this.#pingTimer) this.#clock.clearTimeout(this.#pingTimer);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (const handler of this.#closeHandlers.splice(0)) handler(err);
+  }
+}

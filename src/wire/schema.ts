@@ -1,0 +1,43 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+/**
+ * proto/mesh.proto is the single source of truth for the wire. It is parsed once when the wire
+ * module loads (a pure function of a file shipped with the package), from the nearest `proto/`
+ * folder above this module, so the same code works from src/ (tests) and dist/ (the built agent).
+ */
+function findProtoFile(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    const candidate = join(dir, 'proto', 'mesh.proto');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error('wire: proto/mesh.proto not found above ' + fileURLToPath(import.meta.url));
+}
+
+const root = protobuf.parse(readFileSync(findProtoFile(), 'utf8'), { keepCase: false }).root;
+
+function type(name: string): protobuf.Type {
+  return root.lookupType(`osmoda.mesh.v1.${name}`);
+}
+
+export const WireTypes = {
+  NodeCertBody: type('NodeCertBody'),
+  SignedCert: type('SignedCert'),
+  TokenBody: type('TokenBody'),
+  SignedToken: type('SignedToken'),
+  ServiceDecl: type('ServiceDecl'),
+  NodeRecordBody: type('NodeRecordBody'),
+  NodeRecord: type('NodeRecord'),
+  HandshakePayload: type('HandshakePayload'),
+  JoinHello: type('JoinHello'),
+  JoinRequest: type('JoinRequest'),
+  JoinResponse: type('JoinResponse'),
+  Batch: type('Batch'),
+  Frame: type('Frame'),
+} as const;
