@@ -14,6 +14,9 @@ import { splice } from './splice.js';
  * next when a provider rejects the stream (its target is down) or the tunnel is gone.
  */
 
+/** Longer than the provider's own connect timeout (5 s), so its refusal normally arrives first. */
+const ACCEPT_TIMEOUT_MS = 8_000;
+
 export interface ForwarderInit {
   node: MeshNode;
   local: LocalServices;
@@ -156,13 +159,18 @@ export class Forwarder {
         return attempt(index + 1, toMeshError(err).message);
       }
       let isAccepted = false;
+      // a provider that neither accepts nor refuses (its target hangs in connect) is skipped
+      const acceptTimer = setTimeout(() => stream.destroy(new Error(`no answer from ${provider.name} within ${ACCEPT_TIMEOUT_MS} ms`)), ACCEPT_TIMEOUT_MS);
+      acceptTimer.unref();
       const onEarlyError = (err: Error): void => {
+        clearTimeout(acceptTimer);
         if (isAccepted) return;
         log.debug({ peer: provider.name, err: err.message }, 'provider refused the stream: trying the next');
         attempt(index + 1, err.message);
       };
       stream.once('error', onEarlyError);
       stream.once('accepted', () => {
+        clearTimeout(acceptTimer);
         isAccepted = true;
         stream.off('error', onEarlyError);
         this.#init.metrics.count('forward_streams_total', listener.service);

@@ -225,7 +225,7 @@ export class PeerManager {
       send: (frame) => tunnel.send(frame),
       bufferedBytes: () => tunnel.bufferedBytes(),
       isInitiator: isDialer,
-      config: this.#init.muxConfig ?? {},
+      config: { ...this.#init.muxConfig, tunnelHighWaterBytes: this.#init.tunnelConfig.highWaterBytes },
       logger: log,
       clock: this.#init.clock,
       onStream: (stream, open) => this.#init.onStream(stream, open, cert.nodeIdHex),

@@ -26,8 +26,11 @@ export const defaultTunnelConfig: TunnelConfig = {
   deadAfterMs: 30_000,
   rekeyAfterBytes: 2 ** 30,
   rekeyAfterMs: 3_600_000,
-  highWaterBytes: 4 * 1024 * 1024,
-  lowWaterBytes: 1024 * 1024,
+  // The mux holds stream writes while bufferedBytes() is above its own high-water mark and
+  // resumes them on drain, so the two marks must be the same number (PeerManager passes this one
+  // to the mux): a tunnel mark above the mux's would never report the drain the mux waits for.
+  highWaterBytes: 1024 * 1024,
+  lowWaterBytes: 256 * 1024,
   maxPendingHandshakes: 64,
 };
 
