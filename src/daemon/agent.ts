@@ -218,7 +218,7 @@ export class Agent {
     this.#isRefreshScheduled = true;
     setImmediate(() => {
       this.#isRefreshScheduled = false;
-      void this.#refresh();
+      this.#refresh().catch((err: unknown) => this.logger.error({ err: toMeshError(err).message }, 'refreshing names and listeners failed'));
     });
   }
 

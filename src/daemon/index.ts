@@ -27,6 +27,11 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     await agent.close().catch(() => undefined);
     return 1;
   }
+  // One failed background task must not take every tunnel and stream down with the process: log
+  // it loudly and keep serving (systemd restarts the agent if it really dies).
+  process.on('unhandledRejection', (reason) => {
+    agent.logger.error({ err: toMeshError(reason).message }, 'unhandled rejection (a bug: please report it)');
+  });
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       agent.logger.info({ signal }, 'stopping');

@@ -103,7 +103,7 @@ export class PeerManager {
     if (this.#isClosed) return;
     for (const member of this.#init.membership.others()) {
       const entry = this.#entry(member.nodeIdHex);
-      if (entry.connection === undefined && !entry.isDialing && entry.dialTimer === undefined) this.#dial(entry);
+      if (entry.connection === undefined && !entry.isDialing && entry.dialTimer === undefined) this.#startDial(entry);
     }
   }
 
@@ -123,8 +123,14 @@ export class PeerManager {
     entry.backoffMs = Math.min(MAX_BACKOFF_MS, entry.backoffMs * 2);
     entry.dialTimer = this.#init.clock.setTimeout(() => {
       entry.dialTimer = undefined;
-      this.#dial(entry);
+      this.#startDial(entry);
     }, delay);
+  }
+
+  #startDial(entry: PeerEntry): void {
+    this.#dial(entry).catch((err: unknown) => {
+      this.#init.logger.error({ err: toMeshError(err).message }, 'dial loop failed');
+    });
   }
 
   async #dial(entry: PeerEntry): Promise<void> {
