@@ -20,8 +20,8 @@ export function registerExposeCommand(program: Command, ctx: CliContext): void {
     const request: ExposeRequest = { name, port };
     if (flags.target !== undefined) request.target = flags.target;
     const { service } = await ctx.client(flags).expose(request);
-    const target = service.local?.target ?? flags.target ?? `127.0.0.1:${port}`;
-    ctx.stdout.write(sanitize(`exposed ${service.name} on port ${port} -> ${target} (mesh address ${service.vip})`) + '\n');
+    const target = flags.target ?? `127.0.0.1:${port}`;
+    ctx.stdout.write(sanitize(`exposed ${service.name} on port ${port} -> ${target} (other nodes reach it as ${service.name}:${port}, address ${service.vip})`) + '\n');
     for (const problem of service.problems) ctx.stderr.write(sanitize(`warning: ${service.name}: ${problem}`) + '\n');
   });
 }

@@ -10,8 +10,11 @@ export interface DnsConfig {
   enable: boolean;
   /** host:port of the mesh DNS server. */
   listen: string;
-  /** Resolvers for every name outside the mesh, "host" or "host:port". */
-  upstreams: string[];
+  /**
+   * Resolvers for every name outside the mesh, "host" or "host:port"; null: the nameservers of
+   * /etc/resolv.conf other than the agent itself; []: forward nothing (answer SERVFAIL).
+   */
+  upstreams: string[] | null;
   domain: string;
 }
 
@@ -49,7 +52,7 @@ export function defaultConfig(hostName: string): AgentConfig {
     listen: `0.0.0.0:${DEFAULT_PORT}`,
     publicEndpoints: [],
     control: '/run/osmoda-mesh/control.sock',
-    dns: { enable: true, listen: '127.77.0.53:53', upstreams: [], domain: 'mesh' },
+    dns: { enable: true, listen: '127.77.0.53:53', upstreams: null, domain: 'mesh' },
     vipRange: '127.77.0.0/16',
     forwardMode: 'bind',
     logLevel: 'info',

@@ -134,7 +134,8 @@ export function validateConfig(input: unknown, hostName: string): AgentConfig {
       parseHostPort(dns['listen'], 'dns.listen');
       config.dns.listen = dns['listen'] as string;
     }
-    if (dns['upstreams'] !== undefined) {
+    if (dns['upstreams'] === null) config.dns.upstreams = null;
+    else if (dns['upstreams'] !== undefined) {
       config.dns.upstreams = stringList(dns['upstreams'], 'dns.upstreams', (item, field) => {
         parseHostPort(item, field, 53);
         return item as string;

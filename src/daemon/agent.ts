@@ -156,7 +156,7 @@ export class Agent {
     this.logger.info({ listen: `${bound.host}:${bound.port}`, endpoints: this.config.publicEndpoints }, 'tunnel server listening');
     if (this.config.dns.enable) {
       const dnsAddr = parseHostPort(this.config.dns.listen, 'dns.listen');
-      const upstreams = this.config.dns.upstreams.length > 0 ? this.config.dns.upstreams : systemUpstreams(dnsAddr.host);
+      const upstreams = this.config.dns.upstreams ?? systemUpstreams(dnsAddr.host);
       this.#dns = new DnsServer({
         host: dnsAddr.host,
         port: dnsAddr.port,

@@ -51,7 +51,8 @@ export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv):
     else dns['listen'] = dnsListen;
   }
   const upstreams = env['OSMODA_MESH_DNS_UPSTREAMS'];
-  if (upstreams !== undefined) dns['upstreams'] = upstreams.split(/[\s,]+/).filter(Boolean);
+  // "none" forwards nothing (test namespaces, air-gapped hosts)
+  if (upstreams !== undefined) dns['upstreams'] = upstreams.trim() === 'none' ? [] : upstreams.split(/[\s,]+/).filter(Boolean);
   if (Object.keys(dns).length > 0) merged['dns'] = dns;
   const endpoints = options.publicEndpoint ?? env['OSMODA_MESH_PUBLIC_ENDPOINTS']?.split(/[\s,]+/).filter(Boolean);
   if (endpoints !== undefined && endpoints.length > 0) merged['publicEndpoints'] = endpoints;

@@ -226,6 +226,7 @@ export class PeerManager {
       random: this.#init.random,
       logger: log,
       path,
+      earlyMessages: result.earlyMessages,
     });
     const session = new MuxSession({
       send: (frame) => tunnel.send(frame),

@@ -39,6 +39,10 @@ export function dialWebSocket(url: string, timeoutMs: number): Promise<WebSocket
       ws.off('error', onError);
       ws.off('open', onOpen);
       ws.off('unexpected-response', onUnexpected);
+      // terminate() during the upgrade makes ws emit 'error' on the next tick ("closed before the
+      // connection was established"); unheard, that is an uncaught exception that kills the agent
+      // whenever a peer answers 404 or 503. The caller owns the socket's errors after open.
+      if (ws.readyState !== ws.OPEN) ws.on('error', () => undefined);
     };
     ws.on('error', onError);
     ws.on('open', onOpen);

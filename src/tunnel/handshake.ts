@@ -32,6 +32,8 @@ export interface HandshakeResult<Remote> {
   remote: Remote;
   remoteStatic: Uint8Array;
   handshakeHash: Uint8Array;
+  /** Transport messages that came right behind the handshake: pass them to the Tunnel. */
+  earlyMessages: Uint8Array[];
 }
 
 function closeCodeFor(err: unknown): number {
@@ -84,8 +86,8 @@ export async function performTunnelHandshake<Remote>(isInitiator: boolean, init:
     if (!state.isComplete || remote === undefined) throw new MeshError(ErrorCodes.HANDSHAKE_FAILED, 'handshake: incomplete');
     const handshakeHash = state.handshakeHash;
     const transport = new NoiseTransport(state.split());
-    init.socket.detach();
-    return { transport, remote, remoteStatic: state.remoteStatic!, handshakeHash };
+    const earlyMessages = init.socket.detach();
+    return { transport, remote, remoteStatic: state.remoteStatic!, handshakeHash, earlyMessages };
   } catch (err) {
     const error = wrap(err);
     init.socket.close(closeCodeFor(error), error.wireReason ?? 'handshake failed');

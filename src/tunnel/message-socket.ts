@@ -81,12 +81,17 @@ export class MessageSocket {
     this.ws.send(bytes, { binary: true });
   }
 
-  /** Stops listening; the socket is handed on to the tunnel (or closed by the caller). */
-  detach(): void {
+  /**
+   * Stops listening; the socket is handed on to the tunnel (or closed by the caller). Returns the
+   * messages that arrived after the last handshake message: the initiator's first transport
+   * message follows its message 3 at once, and ws delivers both from one read before the awaiting
+   * handshake code runs again. They belong to the tunnel (at most the few this queue holds).
+   */
+  detach(): Uint8Array[] {
     this.ws.off('message', this.#onMessage);
     this.ws.off('close', this.#onClose);
     this.ws.off('error', this.#onError);
-    if (this.#queue.length > 0) throw new MeshError(ErrorCodes.PROTOCOL, 'handshake: peer sent data before the handshake finished', { wireReason: 'early data' });
+    return this.#queue.splice(0);
   }
 
   /** Closes with a code and a short reason the peer can show (never secrets). */

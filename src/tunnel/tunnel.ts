@@ -17,6 +17,12 @@ export interface TunnelInit {
   logger: Logger;
   /** Human-readable path for status, e.g. "direct ws://10.0.0.2:18800/osmoda-mesh/v1 (dialled)". */
   path: string;
+  /**
+   * HandshakeResult.earlyMessages. They are read in a microtask after construction, before any
+   * later message (socket events cannot run in between), so handlers attached in the same tick as
+   * the constructor see their frames.
+   */
+  earlyMessages?: Uint8Array[];
 }
 
 export interface TunnelStats {
@@ -95,6 +101,8 @@ export class Tunnel implements FrameChannel {
     });
     this.#ws.on('error', (err) => this.#finish(toMeshError(err, ErrorCodes.TUNNEL_CLOSED, 'tunnel socket')));
     this.#schedulePing();
+    const early = init.earlyMessages ?? [];
+    if (early.length > 0) queueMicrotask(() => early.forEach((message) => this.#onTransportMessage(message)));
   }
 
   get isOpen(): boolean {
@@ -198,9 +206,14 @@ export class Tunnel implements FrameChannel {
       this.destroy(new MeshError(ErrorCodes.PROTOCOL, 'tunnel: peer sent a text message', { wireReason: 'text message' }));
       return;
     }
+    this.#onTransportMessage(toBytes(data));
+  }
+
+  #onTransportMessage(message: Uint8Array): void {
+    if (!this.#isOpen) return;
     let frames: Frame[];
     try {
-      frames = decodeBatch(this.#transport.open(toBytes(data)));
+      frames = decodeBatch(this.#transport.open(message));
     } catch (err) {
       this.destroy(toMeshError(err, ErrorCodes.PROTOCOL, 'tunnel receive'));
       return;

@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { X25519Private } from '../src/crypto/keys/index.js';
+import { HandshakeState, MESH_NOISE_PROTOCOL, NoiseTransport } from '../src/crypto/noise/index.js';
+import { decodeBatch, encodeBatch, MAX_DATA_FRAME, type Frame } from '../src/wire/index.js';
+import { measure, withRatios, type Measurement } from './harness.js';
+
+/** The agent's own protocol costs in process: Noise handshakes, frame codec, seal + open per message. */
+export function protocolCosts(opts: { ms: number; repeats: number }): Measurement[] {
+  const out: Measurement[] = [];
+  const si = X25519Private.generate();
+  const sr = X25519Private.generate();
+  const prologue = new Uint8Array(16);
+  const payload = randomBytes(400); // about a certificate + record
+  const handshake = (): NoiseTransport => {
+    const i = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: true, prologue, s: si });
+    const r = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: false, prologue, s: sr });
+    r.readMessage(i.writeMessage());
+    i.readMessage(r.writeMessage(payload));
+    r.readMessage(i.writeMessage(payload));
+    r.split();
+    return new NoiseTransport(i.split());
+  };
+  out.push(measure('Noise XX handshake, both sides (4 DH each)', 'handshake', handshake, opts));
+
+  const data = randomBytes(MAX_DATA_FRAME);
+  const frames: Frame[] = [{ kind: 'data', streamId: 7, data }];
+  const encoded = encodeBatch(frames);
+  out.push(measure('encodeBatch one 64 KiB data frame', 'frame codec', () => encodeBatch(frames), { ...opts, bytesPerOp: data.length }));
+  out.push(measure('decodeBatch one 64 KiB data frame', 'frame codec', () => decodeBatch(encoded), { ...opts, bytesPerOp: data.length }));
+  const small: Frame[] = Array.from({ length: 64 }, (_, k) => ({ kind: 'window', streamId: 2 * k + 1, credit: 262_144 }));
+  out.push(measure('encodeBatch 64 window updates', 'frame codec', () => encodeBatch(small), opts));
+
+  const sender = handshake();
+  const receiverPair = (() => {
+    const i = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: true, prologue, s: si });
+    const r = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: false, prologue, s: sr });
+    r.readMessage(i.writeMessage());
+    i.readMessage(r.writeMessage());
+    r.readMessage(i.writeMessage());
+    return { send: new NoiseTransport(i.split()), receive: new NoiseTransport(r.split()) };
+  })();
+  void sender;
+  out.push(
+    measure('encode + seal + open + decode a 64 KiB data frame', 'message path', () => decodeBatch(receiverPair.receive.open(receiverPair.send.seal(encodeBatch(frames)))), {
+      ...opts,
+      bytesPerOp: data.length,
+    }),
+  );
+  return withRatios(out);
+}
