@@ -39,7 +39,9 @@ export function registerAgentCommand(program: Command, ctx: CliContext): void {
     .option('--listen <host:port>', 'tunnel listen address (default 0.0.0.0:18800)', parseHostPortArg)
     .option('--public-endpoint <url>', 'endpoint advertised to peers, e.g. ws://203.0.113.7:18800/osmoda-mesh/v1 (repeatable)', collectEndpointArg)
     .option('--control <path>', `control socket (env ${CONTROL_SOCKET_ENV})`)
-    .option('--dns <host:port>', 'mesh DNS listen address (default 127.77.0.53:53)', parseHostPortArg)
+    .option('--dns <host:port|off>', "mesh DNS listen address (default 127.77.0.53:53); 'off' runs no DNS server", (value: string) =>
+      value === 'off' ? value : parseHostPortArg(value),
+    )
     .option('--vip-range <cidr>', 'virtual IP range inside 127.0.0.0/8 (default 127.77.0.0/16)')
     .action(async (flags: AgentFlags) => {
       const code = await ctx.runAgent(agentOptionsFromFlags(flags, ctx.env));
