@@ -334,7 +334,8 @@ export class PeerManager {
 
   stateOf(nodeIdHex: string): PeerState {
     const entry = this.#peers.get(nodeIdHex);
-    if (entry?.connection?.tunnel.isOpen) return 'up';
+    const tunnel = entry?.connection?.tunnel;
+    if (tunnel?.isOpen) return tunnel.isConfirmed ? 'up' : 'connecting';
     if (entry === undefined || (!entry.everConnected && (entry.isDialing || entry.dialTimer !== undefined))) return 'connecting';
     return entry.isDialing ? 'connecting' : 'down';
   }
@@ -369,7 +370,7 @@ export class PeerManager {
     const mux = connection.session.stats();
     return {
       nodeIdHex,
-      state: 'up',
+      state: this.stateOf(nodeIdHex),
       path: connection.tunnel.path,
       lastHeardAgoMs: Math.max(0, Math.round(this.#init.clock.monotonicMs() - stats.lastHeardMs)),
       rttMs: stats.rttMs,
@@ -383,7 +384,7 @@ export class PeerManager {
 
   upCount(): number {
     let n = 0;
-    for (const entry of this.#peers.values()) if (entry.connection?.tunnel.isOpen) n++;
+    for (const entry of this.#peers.values()) if (entry.connection?.tunnel.isOpen && entry.connection.tunnel.isConfirmed) n++;
     return n;
   }
 

@@ -77,6 +77,7 @@ export class Tunnel implements FrameChannel {
   #lastSendRekeyMs: number;
   #outstandingPing: { id: number; sentAtMs: number } | undefined;
   #rttMs: number | null = null;
+  #hasReceived = false;
   #rekeys = 0;
   #isReceiveRekeyPending = false;
 
@@ -93,13 +94,18 @@ export class Tunnel implements FrameChannel {
     this.#ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
     this.#ws.on('close', (code, reason) => {
       const text = reason.toString('utf8');
+      const errorCode = code === CloseCodes.TOO_BIG ? ErrorCodes.FRAME_TOO_LARGE : ErrorCodes.TUNNEL_CLOSED;
       this.#finish(
         code === CloseCodes.NORMAL || code === CloseCodes.GOING_AWAY
           ? undefined
-          : new MeshError(ErrorCodes.TUNNEL_CLOSED, `peer closed the tunnel (${code}${text ? `: ${text}` : ''})`, { wireReason: text }),
+          : new MeshError(errorCode, `peer closed the tunnel (${code}${text ? `: ${text}` : ''})`, { wireReason: text }),
       );
     });
-    this.#ws.on('error', (err) => this.#finish(toMeshError(err, ErrorCodes.TUNNEL_CLOSED, 'tunnel socket')));
+    this.#ws.on('error', (err: Error & { code?: string }) => {
+      // ws refuses a message over maxPayload before buffering it (close 1009)
+      const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? ErrorCodes.FRAME_TOO_LARGE : ErrorCodes.TUNNEL_CLOSED;
+      this.#finish(toMeshError(err, code, 'tunnel socket'));
+    });
     this.#schedulePing();
     const early = init.earlyMessages ?? [];
     if (early.length > 0) queueMicrotask(() => early.forEach((message) => this.#onTransportMessage(message)));
@@ -107,6 +113,15 @@ export class Tunnel implements FrameChannel {
 
   get isOpen(): boolean {
     return this.#isOpen;
+  }
+
+  /**
+   * True once a transport message from the peer decrypted. The XX initiator finishes its handshake
+   * before the responder has checked the initiator's certificate, so only the responder's first
+   * message proves the peer accepted us; until then the peer is shown as connecting, not up.
+   */
+  get isConfirmed(): boolean {
+    return this.#hasReceived;
   }
 
   onFrame(handler: (frame: Frame) => void): void {
@@ -219,6 +234,7 @@ export class Tunnel implements FrameChannel {
       return;
     }
     this.#lastHeardMs = this.#clock.monotonicMs();
+    this.#hasReceived = true;
     for (const frame of frames) {
       if (!this.#isOpen) return;
       switch (frame.kind) {

@@ -460,10 +460,10 @@ describe('Tunnel over a real WebSocket', () => {
       sender.ws.send(Buffer.alloc(70_000, 7), { binary: true });
       await waitFor(() => !receiver.tunnel.isOpen, 2_000, `the receiver (${direction}) to close`);
       expect(receiver.closes).toHaveLength(1);
-      expectMeshError(receiver.closes[0], ErrorCodes.TUNNEL_CLOSED, /payload/i);
+      expectMeshError(receiver.closes[0], ErrorCodes.FRAME_TOO_LARGE, /payload/i);
       expect(await withTimeout(senderSaw, 2_000, 'the sender to see the close')).toBe(CloseCodes.TOO_BIG);
       await waitFor(() => !sender.tunnel.isOpen, 2_000, 'the sender to close');
-      expectMeshError(sender.closes[0], ErrorCodes.TUNNEL_CLOSED, /1009/);
+      expectMeshError(sender.closes[0], ErrorCodes.FRAME_TOO_LARGE, /1009/);
     }
   });
 
