@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chmodSync, linkSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import { ControlClient } from '../../../src/control/index.js';
 import { makeTempDir, type TempDir } from './fixtures.js';
@@ -57,15 +58,25 @@ describe('ControlClient connection errors', () => {
     expect(err.message).toContain('nothing answers');
   });
 
-  it.skipIf(process.getuid?.() === 0)('maps EACCES to AGENT_UNREACHABLE with the group hint', async () => {
+  it('maps EACCES to AGENT_UNREACHABLE with the group hint', async () => {
     const socketPath = join(tmp.dir, 'locked.sock');
     const server = createServer((s) => s.destroy());
     await listen(server, socketPath);
     chmodSync(socketPath, 0o000);
     try {
-      const err = await rejection(new ControlClient({ socketPath }).status());
-      expect(err.code).toBe(ErrorCodes.AGENT_UNREACHABLE);
-      expect(err.message).toContain('osmoda-mesh group');
+      if (process.getuid?.() === 0) {
+        // root ignores file modes, so ask as an unprivileged user through the built CLI
+        const main = resolve('dist/src/main.js');
+        expect(existsSync(main), 'dist/src/main.js (npm test builds it first)').toBe(true);
+        const result = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, main, 'status', '--control', socketPath], { encoding: 'utf8', timeout: 20_000 });
+        expect(result.status).toBe(3);
+        expect(result.stderr).toContain('permission denied');
+        expect(result.stderr).toContain('osmoda-mesh group');
+      } else {
+        const err = await rejection(new ControlClient({ socketPath }).status());
+        expect(err.code).toBe(ErrorCodes.AGENT_UNREACHABLE);
+        expect(err.message).toContain('osmoda-mesh group');
+      }
     } finally {
       await close(server);
     }
