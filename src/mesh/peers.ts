@@ -232,7 +232,8 @@ export class PeerManager {
       send: (frame) => tunnel.send(frame),
       bufferedBytes: () => tunnel.bufferedBytes(),
       isInitiator: isDialer,
-      config: { ...this.#init.muxConfig, tunnelHighWaterBytes: this.#init.tunnelConfig.highWaterBytes },
+      // the tunnel seals frames in a microtask that runs before the mux's deferred write callback
+      config: { ...this.#init.muxConfig, tunnelHighWaterBytes: this.#init.tunnelConfig.highWaterBytes, isZeroCopySend: true },
       logger: log,
       clock: this.#init.clock,
       onStream: (stream, open) => this.#init.onStream(stream, open, cert.nodeIdHex),

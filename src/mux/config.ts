@@ -40,6 +40,13 @@ export interface MuxConfig {
   maxFrameDataBytes: number;
   /** close() waits this long for streams to finish, then destroys the session. Default 5000 ms. */
   closeTimeoutMs: number;
+  /**
+   * Hand written chunks to send() without copying them, and call the write callback one microtask
+   * later. Only for a send() that is done with the bytes by then: the tunnel seals queued frames in
+   * a microtask queued before that callback's (it runs first), so a writer that reuses its buffer
+   * after the callback cannot change what was sent. Default false (copy: any send() is safe).
+   */
+  isZeroCopySend: boolean;
 }
 
 export const defaultMuxConfig: Readonly<MuxConfig> = Object.freeze({
@@ -50,6 +57,7 @@ export const defaultMuxConfig: Readonly<MuxConfig> = Object.freeze({
   tunnelHighWaterBytes: 1024 * 1024,
   maxFrameDataBytes: MAX_DATA_FRAME,
   closeTimeoutMs: 5000,
+  isZeroCopySend: false,
 });
 
 /** Below this a window costs a round trip per few hundred bytes; no real deployment wants that. */
@@ -84,6 +92,9 @@ export function verifyMuxConfig(config: MuxConfig): MuxConfig {
   check('tunnelHighWaterBytes', config.tunnelHighWaterBytes, 1, Number.MAX_SAFE_INTEGER);
   check('maxFrameDataBytes', config.maxFrameDataBytes, 1, MAX_DATA_FRAME, ' (MAX_DATA_FRAME)');
   check('closeTimeoutMs', config.closeTimeoutMs, 0, MAX_TIMEOUT_MS);
+  if (typeof config.isZeroCopySend !== 'boolean') {
+    throw new MeshError(ErrorCodes.INVALID_CONFIG, `mux config: isZeroCopySend: expected true or false, got ${typeof config.isZeroCopySend}`);
+  }
   return config;
 }
 
@@ -93,7 +104,7 @@ export function resolveMuxConfig(partial: Partial<MuxConfig> = {}): MuxConfig {
   // Only known fields: a stray key from a JSON config must not ride along unvalidated.
   for (const key of Object.keys(defaultMuxConfig) as (keyof MuxConfig)[]) {
     const value = partial[key];
-    if (value !== undefined) merged[key] = value;
+    if (value !== undefined) (merged as unknown as Record<string, unknown>)[key] = value;
   }
   return verifyMuxConfig(merged);
 }

@@ -303,16 +303,18 @@ export class MuxStream extends Duplex {
         if (this.destroyed || this.#init.isTunnelCongested()) return;
         const n = this.#credit.take(Math.min(data.length - pending.offset, this.#init.config.maxFrameDataBytes));
         if (n === 0) return;
-        // A copy: the writer may reuse its buffer once the callback ran, while the tunnel packs
-        // frames into a message later in the tick.
-        const payload = new Uint8Array(data.subarray(pending.offset, pending.offset + n));
+        // A copy unless the sender is done with the bytes before the (deferred) callback: the writer
+        // may reuse its buffer once the callback ran (MuxConfig.isZeroCopySend).
+        const view = data.subarray(pending.offset, pending.offset + n);
+        const payload = this.#init.config.isZeroCopySend ? view : new Uint8Array(view);
         pending.offset += n;
         this.#sentBytes += n;
         this.#init.sendFrame({ kind: 'data', streamId: this.id, data: payload });
       }
       if (this.#pendingWrite !== pending) return;
       this.#pendingWrite = undefined;
-      pending.callback();
+      if (this.#init.config.isZeroCopySend) queueMicrotask(() => pending.callback());
+      else pending.callback();
     }
     const final = this.#pendingFinal;
     if (final !== undefined && this.#pendingWrite === undefined && !this.destroyed) {

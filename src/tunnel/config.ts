@@ -29,8 +29,8 @@ export const defaultTunnelConfig: TunnelConfig = {
   // The mux holds stream writes while bufferedBytes() is above its own high-water mark and
   // resumes them on drain, so the two marks must be the same number (PeerManager passes this one
   // to the mux): a tunnel mark above the mux's would never report the drain the mux waits for.
-  highWaterBytes: 1024 * 1024,
-  lowWaterBytes: 256 * 1024,
+  highWaterBytes: 4 * 1024 * 1024,
+  lowWaterBytes: 1024 * 1024,
   maxPendingHandshakes: 64,
 };
 

@@ -4,7 +4,7 @@ import type { NoiseTransport } from '../crypto/noise/index.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
-import { MAX_BATCH_BYTES, decodeBatch, encodeBatch, type Frame, type FrameChannel } from '../wire/index.js';
+import { MAX_BATCH_BYTES, decodeBatch, encodeBatchParts, type Frame, type FrameChannel } from '../wire/index.js';
 import { CloseCodes, type TunnelConfig } from './config.js';
 import { closeWs, toBytes } from './message-socket.js';
 
@@ -196,7 +196,7 @@ export class Tunnel implements FrameChannel {
       this.#transport.sentBytesSinceRekey >= this.#config.rekeyAfterBytes ||
       this.#clock.monotonicMs() - this.#lastSendRekeyMs >= this.#config.rekeyAfterMs;
     if (isRekeyDue) frames.push({ kind: 'rekey' });
-    const sealed = this.#transport.seal(encodeBatch(frames));
+    const sealed = this.#transport.sealParts(encodeBatchParts(frames));
     this.#ws.send(sealed, { binary: true }, () => this.#checkDrain());
     if (isRekeyDue) {
       // the Rekey frame was the last one sealed under the old key; the peer switches after it too

@@ -51,16 +51,98 @@ function toProto(frame: Frame): Record<string, unknown> {
   }
 }
 
-/** Encodes frames into one Batch (the plaintext of one transport message). */
-export function encodeBatch(frames: readonly Frame[]): Uint8Array {
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Uint8Array, offset: number, value: number): number {
+  while (value >= 0x80) {
+    out[offset++] = (value & 0x7f) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[offset++] = value;
+  return offset;
+}
+
+// proto/mesh.proto tags: Batch.frames = 1 (length-delimited), Frame.stream_id = 1 (varint),
+// Frame.data = 3 (length-delimited).
+const TAG_BATCH_FRAMES = 0x0a;
+const TAG_FRAME_STREAM_ID = 0x08;
+const TAG_FRAME_DATA = 0x1a;
+
+/**
+ * The envelope in front of a data frame's payload: `Batch.frames` key and length, then the
+ * Frame's stream id and the data key and length. Byte for byte what protobufjs writes for the same
+ * frame (field order by number, stream id never 0 on a data frame), so the payload itself can be
+ * sealed where it lies instead of being copied into an encode buffer.
+ */
+function dataFrameHeader(streamId: number, dataLength: number): Uint8Array {
+  const frameLength = 1 + varintLength(streamId) + 1 + varintLength(dataLength) + dataLength;
+  const header = new Uint8Array(1 + varintLength(frameLength) + (frameLength - dataLength));
+  let off = 0;
+  header[off++] = TAG_BATCH_FRAMES;
+  off = writeVarint(header, off, frameLength);
+  header[off++] = TAG_FRAME_STREAM_ID;
+  off = writeVarint(header, off, streamId);
+  header[off++] = TAG_FRAME_DATA;
+  writeVarint(header, off, dataLength);
+  return header;
+}
+
+/**
+ * Encodes frames as the consecutive parts of one Batch (the plaintext of one transport message):
+ * a repeated field's entries may be written one after another, so each frame is its own
+ * `Batch.frames` entry. Data payloads are referenced, not copied.
+ */
+export function encodeBatchParts(frames: readonly Frame[]): Uint8Array[] {
   if (frames.length > MAX_FRAMES_PER_BATCH) {
     throw new MeshError(ErrorCodes.FRAME_TOO_LARGE, `batch: ${frames.length} frames, at most ${MAX_FRAMES_PER_BATCH}`);
   }
-  const bytes = WireTypes.Batch.encode({ frames: frames.map(toProto) }).finish();
-  if (bytes.length > MAX_BATCH_BYTES) {
-    throw new MeshError(ErrorCodes.FRAME_TOO_LARGE, `batch: ${bytes.length} bytes, at most ${MAX_BATCH_BYTES}`);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  let others: Record<string, unknown>[] = [];
+  const flushOthers = (): void => {
+    if (others.length === 0) return;
+    const bytes = WireTypes.Batch.encode({ frames: others }).finish();
+    parts.push(bytes);
+    total += bytes.length;
+    others = [];
+  };
+  for (const frame of frames) {
+    if (frame.kind === 'data' && frame.streamId > 0 && frame.data.length > 0) {
+      flushOthers();
+      const header = dataFrameHeader(frame.streamId, frame.data.length);
+      parts.push(header, frame.data);
+      total += header.length + frame.data.length;
+    } else {
+      others.push(toProto(frame));
+    }
   }
-  return bytes;
+  flushOthers();
+  if (total > MAX_BATCH_BYTES) {
+    throw new MeshError(ErrorCodes.FRAME_TOO_LARGE, `batch: ${total} bytes, at most ${MAX_BATCH_BYTES}`);
+  }
+  return parts;
+}
+
+/** Encodes frames into one Batch (the plaintext of one transport message). */
+export function encodeBatch(frames: readonly Frame[]): Uint8Array {
+  const parts = encodeBatchParts(frames);
+  if (parts.length === 1) return parts[0]!;
+  let total = 0;
+  for (const part of parts) total += part.length;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const part of parts) {
+    out.set(part, off);
+    off += part.length;
+  }
+  return out;
 }
 
 /** Upper bound of the encoded size of a data frame carrying `dataLength` bytes (for packing batches). */

@@ -92,6 +92,45 @@ export class CipherState {
   }
 
   /**
+   * EncryptWithAd over a plaintext given as consecutive parts, with empty AD: the same ciphertext as
+   * sealing their concatenation (ChaCha20 is a stream cipher), without first copying the parts into
+   * one buffer. The tunnel uses it to seal a frame header and a data payload in place.
+   */
+  encryptParts(parts: readonly Uint8Array[]): Uint8Array {
+    const key = this.#key;
+    let total = 0;
+    for (const part of parts) total += part.length;
+    if (key === undefined) {
+      const copy = new Uint8Array(total);
+      let off = 0;
+      for (const part of parts) {
+        copy.set(part, off);
+        off += part.length;
+      }
+      return copy;
+    }
+    this.#checkNonce();
+    this.#writeIv(this.#lo, this.#hi);
+    const cipher = createCipheriv('chacha20-poly1305', key, this.#iv, { authTagLength: NOISE_TAG_LENGTH });
+    const out = Buffer.allocUnsafeSlow(total + NOISE_TAG_LENGTH);
+    let off = 0;
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      const chunk = cipher.update(asBuffer(part));
+      out.set(chunk, off);
+      off += chunk.length;
+    }
+    const rest = cipher.final();
+    if (rest.length > 0) {
+      out.set(rest, off);
+      off += rest.length;
+    }
+    out.set(cipher.getAuthTag(), off);
+    this.#increment();
+    return plain(out);
+  }
+
+  /**
    * §5.1 DecryptWithAd. On an authentication failure it raises NOISE_DECRYPT and leaves the nonce
    * where it was (the spec requires it, so a forged message cannot desynchronise the two sides).
    */
@@ -107,7 +146,7 @@ export class CipherState {
       );
     }
     this.#writeIv(this.#lo, this.#hi);
-    const out = open(key, this.#iv, ad, ciphertext, this.nonce);
+    const out = open(key, this.#iv, ad, ciphertext, () => this.nonce);
     this.#increment();
     return out;
   }
@@ -167,7 +206,7 @@ function plain(buf: Buffer): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-function open(key: Buffer, iv: Buffer, ad: Uint8Array, ciphertext: Uint8Array, nonce: bigint): Uint8Array {
+function open(key: Buffer, iv: Buffer, ad: Uint8Array, ciphertext: Uint8Array, nonce: () => bigint): Uint8Array {
   const bodyLength = ciphertext.length - NOISE_TAG_LENGTH;
   const ct = asBuffer(ciphertext);
   try {
@@ -180,7 +219,7 @@ function open(key: Buffer, iv: Buffer, ad: Uint8Array, ciphertext: Uint8Array, n
   } catch (err) {
     throw new MeshError(
       ErrorCodes.NOISE_DECRYPT,
-      `noise ciphertext: authentication failed (${ciphertext.length} bytes at nonce ${nonce}); wrong key, tampered or out of order`,
+      `noise ciphertext: authentication failed (${ciphertext.length} bytes at nonce ${nonce()}); wrong key, tampered or out of order`,
       { cause: err, wireReason: 'noise decrypt failed' },
     );
   }

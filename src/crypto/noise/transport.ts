@@ -46,6 +46,19 @@ export class NoiseTransport {
     return out;
   }
 
+  /** seal() of the concatenation of `parts`, without building it first (see CipherState.encryptParts). */
+  sealParts(parts: readonly Uint8Array[]): Uint8Array {
+    let total = 0;
+    for (const part of parts) total += part.length;
+    if (total > NOISE_MAX_PLAINTEXT_LENGTH) {
+      throw new MeshError(ErrorCodes.FRAME_TOO_LARGE, `noise transport plaintext: ${total} bytes, max ${NOISE_MAX_PLAINTEXT_LENGTH} (65535 minus the 16-byte tag)`);
+    }
+    const out = this.#send.encryptParts(parts);
+    this.#sentBytes += out.length;
+    this.#sentBytesSinceRekey += out.length;
+    return out;
+  }
+
   /**
    * Decrypts one message from the peer. A failure (NOISE_DECRYPT) does not advance the receive
    * nonce, but the tunnel should still close: messages arrive in order, so a bad one means loss

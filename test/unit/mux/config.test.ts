@@ -24,6 +24,7 @@ describe('mux config', () => {
       tunnelHighWaterBytes: 1024 * 1024,
       maxFrameDataBytes: MAX_DATA_FRAME,
       closeTimeoutMs: 5000,
+      isZeroCopySend: false,
     });
     expect(verifyMuxConfig({ ...defaultMuxConfig })).toEqual(defaultMuxConfig);
   });

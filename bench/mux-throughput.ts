@@ -1,0 +1,153 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import type WebSocket from 'ws';
+import { X25519Private } from '../src/crypto/keys/index.js';
+import { MuxSession, type MuxConfig, type MuxStream } from '../src/mux/index.js';
+import { MessageSocket, Tunnel, TunnelServer, dialWebSocket, performTunnelHandshake, verifyTunnelConfig, type TunnelConfig } from '../src/tunnel/index.js';
+import { systemClock } from '../src/util/clock.js';
+import { systemRandom } from '../src/util/random.js';
+
+/**
+ * One process, two tunnel ends over a real WebSocket on loopback, a mux session on each: how fast
+ * do bytes move through encode → seal → ws → open → decode → stream, with no TCP forwarding on
+ * either side. Baseline: the same bytes through a bare ws connection without Noise or mux.
+ */
+
+const silent = pino({ level: 'silent' });
+const MESH_ID = new Uint8Array(16);
+
+interface Ends {
+  client: Tunnel;
+  server: Tunnel;
+  close(): Promise<void>;
+}
+
+async function tunnelPair(config: TunnelConfig): Promise<Ends> {
+  const keys = [X25519Private.generate(), X25519Private.generate()] as const;
+  let serverTunnel: Promise<Tunnel> | undefined;
+  const server = new TunnelServer({
+    host: '127.0.0.1',
+    port: 0,
+    routes: {
+      '/t': (ws: WebSocket) => {
+        serverTunnel = performTunnelHandshake(false, {
+          socket: new MessageSocket(ws),
+          clock: systemClock,
+          timeoutMs: 5000,
+          staticKey: keys[1],
+          meshId: MESH_ID,
+          payload: new Uint8Array(0),
+          verifyRemote: () => true,
+        }).then((r) => new Tunnel({ ws, transport: r.transport, config, clock: systemClock, random: systemRandom, logger: silent, path: 'bench', earlyMessages: r.earlyMessages }));
+      },
+    },
+    maxPendingHandshakes: 4,
+    pendingHandshakes: () => 0,
+    logger: silent,
+  });
+  const { port } = await server.listen();
+  const ws = await dialWebSocket(`ws://127.0.0.1:${port}/t`, 5000);
+  const r = await performTunnelHandshake(true, {
+    socket: new MessageSocket(ws),
+    clock: systemClock,
+    timeoutMs: 5000,
+    staticKey: keys[0],
+    meshId: MESH_ID,
+    payload: new Uint8Array(0),
+    verifyRemote: () => true,
+  });
+  const client = new Tunnel({ ws, transport: r.transport, config, clock: systemClock, random: systemRandom, logger: silent, path: 'bench', earlyMessages: r.earlyMessages });
+  while (serverTunnel === undefined) await new Promise((res) => setTimeout(res, 5));
+  const st = await serverTunnel;
+  return {
+    client,
+    server: st,
+    async close() {
+      client.destroy();
+      st.destroy();
+      await server.close();
+    },
+  };
+}
+
+function sessionOn(tunnel: Tunnel, isInitiator: boolean, mux: Partial<MuxConfig>, onStream: (s: MuxStream) => void): MuxSession {
+  const session = new MuxSession({
+    send: (f) => tunnel.send(f),
+    bufferedBytes: () => tunnel.bufferedBytes(),
+    isInitiator,
+    config: mux,
+    logger: silent,
+    onStream: (s) => onStream(s),
+    onProtocolError: (e) => {
+      throw e;
+    },
+  });
+  tunnel.onFrame((f) => {
+    if ('streamId' in f) session.handleFrame(f);
+  });
+  tunnel.onDrain(() => session.onTunnelDrain());
+  return session;
+}
+
+export interface MuxThroughput {
+  bytes: number;
+  ms: number;
+  mbPerSec: number;
+  sha256Match: boolean;
+}
+
+/** Streams `totalBytes` from the dialling side to the accepting side over `streams` streams. */
+export async function muxThroughput(totalBytes: number, streams: number, tunnel: Partial<TunnelConfig> = {}, mux: Partial<MuxConfig> = {}): Promise<MuxThroughput> {
+  const config = verifyTunnelConfig(tunnel);
+  const ends = await tunnelPair(config);
+  const chunk = randomBytes(64 * 1024);
+  const perStream = Math.floor(totalBytes / streams / chunk.length) * chunk.length;
+  const expected = createHash('sha256');
+  for (let i = 0; i < perStream / chunk.length; i++) expected.update(chunk);
+  const expectedHex = expected.digest('hex');
+  let matched = 0;
+  const done = new Promise<void>((resolve) => {
+    let finished = 0;
+    sessionOn(ends.server, false, { ...mux, tunnelHighWaterBytes: config.highWaterBytes }, (s) => {
+      s.accept();
+      const h = createHash('sha256');
+      s.on('data', (d: Buffer) => h.update(d));
+      s.on('end', () => {
+        if (h.digest('hex') === expectedHex) matched++;
+        if (++finished === streams) resolve();
+      });
+    });
+  });
+  const client = sessionOn(ends.client, true, { ...mux, tunnelHighWaterBytes: config.highWaterBytes }, () => undefined);
+  const start = performance.now();
+  for (let k = 0; k < streams; k++) {
+    const s = client.open('bench', 1);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < perStream) {
+        sent += chunk.length;
+        const isLast = sent >= perStream;
+        if (!s.write(chunk)) {
+          if (isLast) s.end();
+          else s.once('drain', pump);
+          return;
+        }
+        if (isLast) s.end();
+      }
+    };
+    s.once('accepted', pump);
+  }
+  await done;
+  const ms = performance.now() - start;
+  await ends.close();
+  const bytes = perStream * streams;
+  return { bytes, ms, mbPerSec: bytes / ms / 1000, sha256Match: matched === streams };
+}
+
+if (process.argv[1]?.endsWith('mux-throughput.js')) {
+  const mib = Number(process.argv[2] ?? 512);
+  for (const streams of [1, 4]) {
+    const r = await muxThroughput(mib * 2 ** 20, streams);
+    process.stdout.write(`${streams} stream(s): ${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.ms.toFixed(0)} ms = ${r.mbPerSec.toFixed(0)} MB/s, sha256 ${r.sha256Match ? 'ok' : 'MISMATCH'}\n`);
+  }
+}
