@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { AgentCliOptions } from '../daemon/options.js';
+import type { AgentCliOptions } from '../config/index.js';
 import { CONTROL_SOCKET_ENV } from '../control/index.js';
 import { CliExit, type CliContext } from './context.js';
 import { collectEndpointArg, parseHostPortArg } from './args.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Clock } from '../util/clock.js';
-import type { RunAgent } from '../daemon/options.js';
+import type { RunAgent } from '../config/index.js';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { ControlClient, CONTROL_SOCKET_ENV, DEFAULT_CONTROL_SOCKET } from '../control/index.js';
 

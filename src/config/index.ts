@@ -1,2 +1,3 @@
 export * from './schema.js';
 export * from './validate.js';
+export type { AgentCliOptions, RunAgent } from './agent-options.js';

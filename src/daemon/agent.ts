@@ -9,7 +9,7 @@ import {
   type PeerView,
   type ServiceView,
   type StatusResponse,
-} from '../control/protocol.js';
+} from '../control/index.js';
 import { ControlServer } from '../control/index.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import { Forwarder, LocalServices, type LocalTarget } from '../forward/index.js';

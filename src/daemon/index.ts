@@ -1,11 +1,11 @@
 import { toMeshError } from '../errors.js';
 import { Agent } from './agent.js';
-import type { AgentCliOptions, RunAgent } from './options.js';
+import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
 
 export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
-export type { AgentCliOptions, RunAgent } from './options.js';
+export type { AgentCliOptions, RunAgent } from '../config/index.js';
 export { resolveConfig } from './resolve-config.js';
 
 /** `osmoda-mesh agent`: runs until SIGINT/SIGTERM, then closes everything in reverse order. */

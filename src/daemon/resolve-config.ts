@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { isDnsLabel, isIpv4, parseHostPort, validateConfig, type AgentConfig } from '../config/index.js';
-import type { AgentCliOptions } from './options.js';
+import type { AgentCliOptions } from '../config/index.js';
 
 /**
  * Config precedence: command-line flags, then OSMODA_MESH_* environment variables, then the

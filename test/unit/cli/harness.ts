@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { AgentCliOptions } from '../../../src/daemon/options.js';
+import type { AgentCliOptions } from '../../../src/config/index.js';
 import { ControlServer } from '../../../src/control/index.js';
 import { runCli } from '../../../src/cli/index.js';
 import { makeStub, makeTempDir, type Stub, type TempDir } from '../control/fixtures.js';
