@@ -108,7 +108,7 @@ export async function muxThroughput(totalBytes: number, streams: number, tunnel:
   let matched = 0;
   const done = new Promise<void>((resolve) => {
     let finished = 0;
-    sessionOn(ends.server, false, { ...mux, tunnelHighWaterBytes: config.highWaterBytes }, (s) => {
+    sessionOn(ends.server, false, { isZeroCopySend: true, ...mux, tunnelHighWaterBytes: config.highWaterBytes }, (s) => {
       s.accept();
       const h = createHash('sha256');
       s.on('data', (d: Buffer) => h.update(d));
@@ -118,7 +118,7 @@ export async function muxThroughput(totalBytes: number, streams: number, tunnel:
       });
     });
   });
-  const client = sessionOn(ends.client, true, { ...mux, tunnelHighWaterBytes: config.highWaterBytes }, () => undefined);
+  const client = sessionOn(ends.client, true, { isZeroCopySend: true, ...mux, tunnelHighWaterBytes: config.highWaterBytes }, () => undefined);
   const start = performance.now();
   for (let k = 0; k < streams; k++) {
     const s = client.open('bench', 1);
@@ -142,6 +142,50 @@ export async function muxThroughput(totalBytes: number, streams: number, tunnel:
   await ends.close();
   const bytes = perStream * streams;
   return { bytes, ms, mbPerSec: bytes / ms / 1000, sha256Match: matched === streams };
+}
+
+/** Baseline for the ratio: the same bytes as 64 KiB binary messages over a bare ws connection. */
+export async function bareWsThroughput(totalBytes: number): Promise<MuxThroughput> {
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const port = (wss.address() as { port: number }).port;
+  const chunk = randomBytes(64 * 1024);
+  const count = Math.floor(totalBytes / chunk.length);
+  const expected = createHash('sha256');
+  for (let i = 0; i < count; i++) expected.update(chunk);
+  const expectedHex = expected.digest('hex');
+  const received = new Promise<boolean>((resolve) => {
+    wss.on('connection', (ws) => {
+      const h = createHash('sha256');
+      let n = 0;
+      ws.on('message', (d: Buffer) => {
+        h.update(d);
+        if (++n === count) resolve(h.digest('hex') === expectedHex);
+      });
+    });
+  });
+  const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, generateMask: (m: Buffer) => void m.fill(0) });
+  await new Promise<void>((r) => client.once('open', () => r()));
+  const start = performance.now();
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < count) {
+      client.send(chunk);
+      sent++;
+      if (client.bufferedAmount > 4 * 1024 * 1024) {
+        setImmediate(pump);
+        return;
+      }
+    }
+  };
+  pump();
+  const ok = await received;
+  const ms = performance.now() - start;
+  client.terminate();
+  wss.close();
+  const bytes = count * chunk.length;
+  return { bytes, ms, mbPerSec: bytes / ms / 1000, sha256Match: ok };
 }
 
 if (process.argv[1]?.endsWith('mux-throughput.js')) {

@@ -61,9 +61,9 @@ export class Membership {
   }
 
   /**
-   * Applies a record from gossip or a handshake; throws MeshError for an invalid one. A record of
-   * another node that claims a name already held by a different live node is refused (names are
-   * unique in the mesh; the issuer checks at join, this catches a stale view).
+   * Applies a record from gossip or a handshake; throws MeshError for an invalid one (bad
+   * signature, certificate not from this mesh's authority or expired). Names are kept unique by the
+   * issuer at join time, not here: every record that verifies is a member.
    */
   apply(wire: NodeRecordWire, nowMs: number): { result: ApplyResult; member: Member } {
     const member = verifyRecord(wire, this.#authorityPublic, nowMs);
