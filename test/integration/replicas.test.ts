@@ -1,12 +1,11 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, get as httpGet, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { validateConfig } from '../../src/config/index.js';
 import { ControlClient } from '../../src/control/index.js';
-import { Agent } from '../../src/daemon/index.js';
+import type { Agent } from '../../src/daemon/index.js';
+import { freePort, makeAgent, peerState, waitFor } from './helpers.js';
 
 /**
  * Three in-process agents on loopback (no root): a creates the mesh, b and c join; b and c both
@@ -17,28 +16,6 @@ import { Agent } from '../../src/daemon/index.js';
  */
 
 const SERVICE = 'web';
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function listenHttp(name: string, host: string, port: number): Promise<HttpServer> {
   return new Promise((resolve, reject) => {
@@ -91,32 +68,6 @@ function fetchText(host: string, port: number, timeoutMs = 10_000): Promise<stri
     req.on('timeout', () => req.destroy(new Error(`no answer from ${host}:${port} within ${timeoutMs} ms`)));
     req.on('error', reject);
   });
-}
-
-async function makeAgent(root: string, name: string, vipOctet: number): Promise<Agent> {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const port = await freePort('127.0.0.1');
-  const config = validateConfig(
-    {
-      nodeName: name,
-      stateDir: join(dir, 'state'),
-      listen: `127.0.0.1:${port}`,
-      publicEndpoints: [`ws://127.0.0.1:${port}`],
-      control: join(dir, 'control.sock'),
-      dns: { enable: false },
-      vipRange: `127.${vipOctet}.0.0/16`,
-      logLevel: 'silent',
-    },
-    name,
-  );
-  const agent = new Agent({ config });
-  await agent.start();
-  return agent;
-}
-
-function peerState(agent: Agent, peer: string): string | undefined {
-  return agent.status().peers.find((p) => p.name === peer)?.state;
 }
 
 describe('replicas: spread and failover between two providers of one service', () => {
