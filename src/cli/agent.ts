@@ -4,15 +4,8 @@ import { CONTROL_SOCKET_ENV } from '../control/index.js';
 import { CliExit, type CliContext } from './context.js';
 import { collectEndpointArg, parseHostPortArg } from './args.js';
 
-interface AgentFlags {
-  config?: string;
-  stateDir?: string;
-  listen?: string;
-  publicEndpoint?: string[];
-  control?: string;
-  dns?: string;
-  vipRange?: string;
-}
+/** commander's parsed flags have the same names as the daemon's options. */
+type AgentFlags = AgentCliOptions;
 
 /** Builds the daemon's options from the flags, leaving out what was not given (the config decides). */
 export function agentOptionsFromFlags(flags: AgentFlags, env: Readonly<Record<string, string | undefined>>): AgentCliOptions {

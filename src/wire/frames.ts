@@ -3,6 +3,7 @@ import { bytesField, decodeOrThrow, malformed, textField, uint64ToNumber } from 
 import { WireTypes } from './schema.js';
 import type { NodeRecordWire } from './messages.js';
 import { ErrorCodes, MeshError } from '../errors.js';
+import { concatBytes } from '../util/bytes.js';
 
 /** One frame of a tunnel, as the rest of the agent sees it: a discriminated union on `kind`. */
 export type Frame =
@@ -133,16 +134,7 @@ export function encodeBatchParts(frames: readonly Frame[]): Uint8Array[] {
 /** Encodes frames into one Batch (the plaintext of one transport message). */
 export function encodeBatch(frames: readonly Frame[]): Uint8Array {
   const parts = encodeBatchParts(frames);
-  if (parts.length === 1) return parts[0]!;
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const part of parts) {
-    out.set(part, off);
-    off += part.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
 }
 
 /** Upper bound of the encoded size of a data frame carrying `dataLength` bytes (for packing batches). */

@@ -100,15 +100,7 @@ export class CipherState {
     const key = this.#key;
     let total = 0;
     for (const part of parts) total += part.length;
-    if (key === undefined) {
-      const copy = new Uint8Array(total);
-      let off = 0;
-      for (const part of parts) {
-        copy.set(part, off);
-        off += part.length;
-      }
-      return copy;
-    }
+    if (key === undefined) return concatBytes(...parts);
     this.#checkNonce();
     this.#writeIv(this.#lo, this.#hi);
     const cipher = createCipheriv('chacha20-poly1305', key, this.#iv, { authTagLength: NOISE_TAG_LENGTH });
