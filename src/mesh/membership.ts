@@ -48,7 +48,8 @@ export function verifyRecord(wire: NodeRecordWire, authorityPublic: Uint8Array, 
   };
 }
 
-export type ApplyResult = 'new' | 'updated' | 'stale';
+/** 'own': a copy of this node's own record from someone else, never stored (only we sign ours). */
+export type ApplyResult = 'new' | 'updated' | 'stale' | 'own';
 
 export class Membership {
   readonly #authorityPublic: Uint8Array;
@@ -65,8 +66,9 @@ export class Membership {
    * signature, certificate not from this mesh's authority or expired). Names are kept unique by the
    * issuer at join time, not here: every record that verifies is a member.
    */
-  apply(wire: NodeRecordWire, nowMs: number): { result: ApplyResult; member: Member } {
+  apply(wire: NodeRecordWire, nowMs: number, isOwnWrite = false): { result: ApplyResult; member: Member } {
     const member = verifyRecord(wire, this.#authorityPublic, nowMs);
+    if (member.nodeIdHex === this.#selfId && !isOwnWrite) return { result: 'own', member };
     const current = this.#members.get(member.nodeIdHex);
     if (current !== undefined && current.seq >= member.seq) return { result: 'stale', member: current };
     this.#members.set(member.nodeIdHex, member);
@@ -111,7 +113,7 @@ export class Membership {
         continue;
       }
       try {
-        this.apply({ body, signature }, nowMs);
+        this.apply({ body, signature }, nowMs, true);
       } catch {
         skipped++;
       }

@@ -104,8 +104,13 @@ export class MeshNode {
     const authorityFile = readJsonFile<{ ed25519Private: string }>(join(this.#init.stateDir, AUTHORITY_FILE), true);
     const authority = authorityFile ? Ed25519Private.fromPrivate(fromHex(authorityFile.ed25519Private)) : undefined;
     this.#setJoined(stored.meshName, authorityPublic, certBytes, cert, authority);
-    const skipped = this.#joined!.membership.load(readJsonFile(join(this.#init.stateDir, MEMBERS_FILE), false), this.#init.clock.now());
+    const membership = this.#joined!.membership;
+    const fresh = this.#record();
+    const skipped = membership.load(readJsonFile(join(this.#init.stateDir, MEMBERS_FILE), false), this.#init.clock.now());
     if (skipped > 0) this.#init.logger.warn({ skipped }, 'stored member records no longer verify; skipped');
+    // the stored copy of our own record may carry a higher sequence than the clock gives now
+    const storedOwn = membership.get(this.identity.nodeIdHex);
+    if (storedOwn !== undefined && storedOwn.wire !== fresh) this.#outrank(storedOwn.seq);
   }
 
   #setJoined(meshName: string, authorityPublic: Uint8Array, certBytes: Uint8Array, cert: VerifiedCert, authority: Ed25519Private | undefined): void {
@@ -130,6 +135,7 @@ export class MeshNode {
         this.#init.onChange();
       },
       onPeerStateChange: () => this.#init.onChange(),
+      onOwnRecordEcho: (seq) => this.#outrank(seq),
     });
     this.#joined = {
       meshName,
@@ -143,7 +149,20 @@ export class MeshNode {
       tokens: authority ? new TokenStore(this.#init.stateDir) : undefined,
     };
     this.#ownRecord = undefined;
-    membership.apply(this.#record(), this.#init.clock.now());
+    membership.apply(this.#record(), this.#init.clock.now(), true);
+  }
+
+  /** Re-signs our record above `seq` and tells every peer, if `seq` is not already below ours. */
+  #outrank(seq: number): void {
+    const joined = this.#joined;
+    if (joined === undefined || seq < this.#seq) return;
+    this.#seq = seq;
+    this.#ownRecord = undefined;
+    const record = this.#record();
+    joined.membership.apply(record, this.#init.clock.now(), true);
+    this.#saveMembers();
+    joined.peers.broadcast(record);
+    this.#init.logger.info({ seq: this.#seq }, 'a peer held a newer copy of our record: re-signed ours above it');
   }
 
   /** Starts dialling members; call once the tunnel server listens. */
@@ -203,7 +222,7 @@ export class MeshNode {
     if (joined === undefined) return;
     this.#ownRecord = undefined;
     const record = this.#record();
-    joined.membership.apply(record, this.#init.clock.now());
+    joined.membership.apply(record, this.#init.clock.now(), true);
     this.#saveMembers();
     joined.peers.broadcast(record);
     this.#init.onChange();

@@ -63,6 +63,11 @@ export interface PeerManagerInit {
   onStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void;
   /** Membership changed (a new or updated record arrived). */
   onMembershipChange(): void;
+  /**
+   * Someone sent us a copy of our own record. One with a sequence at or above ours (our clock went
+   * back, or the state dir came from a backup) would make peers ignore our updates: outrank it.
+   */
+  onOwnRecordEcho(seq: number): void;
   /** A tunnel came up or went down. */
   onPeerStateChange(nodeIdHex: string, state: PeerState): void;
 }
@@ -301,7 +306,11 @@ export class PeerManager {
     for (const record of records) {
       try {
         const { result, member } = this.#init.membership.apply(record, this.#init.clock.now());
-        if (result !== 'stale' && member.nodeIdHex !== this.#init.identity.nodeIdHex) {
+        if (result === 'own') {
+          this.#init.onOwnRecordEcho(member.seq);
+          continue;
+        }
+        if (result !== 'stale') {
           fresh.push(record);
           this.#init.logger.debug({ peer: member.name, seq: member.seq }, `member record ${result}`);
         }

@@ -398,7 +398,7 @@ describe('membership', () => {
 
   it('others() leaves this node out, all() has it', () => {
     const m = new Membership(authority.publicKey, selfId);
-    m.apply(record(self, certFor(authority, self, 'self'), 1), NOW);
+    m.apply(record(self, certFor(authority, self, 'self'), 1), NOW, true);
     m.apply(record(b, certFor(authority, b, 'b'), 1), NOW);
     expect(m.all().map((x) => x.name).sort()).toEqual(['b', 'self']);
     expect(m.others().map((x) => x.name)).toEqual(['b']);
@@ -438,7 +438,7 @@ describe('membership', () => {
   it('toJSON/load round trip skips records that no longer verify', () => {
     const m = new Membership(authority.publicKey, selfId);
     m.apply(record(b, certFor(authority, b, 'b', { lifetimeMs: DAY }), 4), NOW);
-    m.apply(record(self, certFor(authority, self, 'self'), 2), NOW);
+    m.apply(record(self, certFor(authority, self, 'self'), 2), NOW, true);
     const json = m.toJSON();
     const reloaded = new Membership(authority.publicKey, selfId);
     expect(reloaded.load(json, NOW)).toBe(0);
