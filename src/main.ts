@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { runCli } from './cli/index.js';
-import { runAgent } from './daemon/index.js';
+import type { RunAgent } from './config/index.js';
+
+// The daemon (protobuf schema, crypto, servers) loads only for `agent`: client verbs start faster.
+const runAgent: RunAgent = async (options) => (await import('./daemon/index.js')).runAgent(options);
 
 // `osmoda-mesh status | head -1` closes stdout early: that is not an error worth a stack trace.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
