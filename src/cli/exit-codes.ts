@@ -24,6 +24,7 @@ const HINTS: Partial<Record<string, string>> = {
   [ErrorCodes.NAME_TAKEN]: 'choose another node name with --name',
   [ErrorCodes.UNKNOWN_SERVICE]: 'list the services this node knows with `osmoda-mesh services`',
   [ErrorCodes.NO_PROVIDER]: 'no node providing it is up; see `osmoda-mesh status`',
+  [ErrorCodes.PEER_DOWN]: 'see `osmoda-mesh status` for the peer\'s state and last error',
   [ErrorCodes.JOIN_FAILED]: 'check that this node can reach an endpoint of the issuer (see the agent log)',
 };
 
@@ -49,7 +50,8 @@ export function exitCodeFor(err: unknown, stderr: { write(chunk: string): unknow
     stderr.write(`error: ${sanitize(err.message)}\n`);
     const hint = hintFor(err.code);
     if (hint) stderr.write(`hint: ${hint}\n`);
-    return err.code === ErrorCodes.AGENT_UNREACHABLE ? ExitCodes.NOT_CONNECTED : ExitCodes.ERROR;
+    const isNotConnected = err.code === ErrorCodes.AGENT_UNREACHABLE || err.code === ErrorCodes.PEER_DOWN || err.code === ErrorCodes.PING_TIMEOUT;
+    return isNotConnected ? ExitCodes.NOT_CONNECTED : ExitCodes.ERROR;
   }
   stderr.write(`error: ${sanitize(err instanceof Error ? err.message : String(err))}\n`);
   return ExitCodes.ERROR;

@@ -12,6 +12,7 @@ import { registerServicesCommand } from './services.js';
 import { registerExposeCommand } from './expose.js';
 import { registerUnexposeCommand } from './unexpose.js';
 import { registerResolveCommand } from './resolve.js';
+import { registerPingCommand } from './ping.js';
 
 /**
  * The whole command line. Output settings and exitOverride are set on the root before the verbs
@@ -41,6 +42,7 @@ export function buildProgram(deps: CliDeps): Command {
   registerExposeCommand(program, ctx);
   registerUnexposeCommand(program, ctx);
   registerResolveCommand(program, ctx);
+  registerPingCommand(program, ctx);
   return program;
 }
 

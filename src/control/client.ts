@@ -11,6 +11,11 @@ import {
   type JoinRequestBody,
   type JoinResponseBody,
   type PeersResponse,
+  type PingRequest,
+  type PingResponse,
+  type TokenListResponse,
+  type TokenRevokeRequest,
+  type TokenRevokeResponse,
   type ResolveResponse,
   type ServicesResponse,
   type StatusResponse,
@@ -104,6 +109,19 @@ export class ControlClient {
 
   createToken(request: TokenCreateRequest = {}): Promise<TokenCreateResponse> {
     return this.call('POST /v1/tokens', request);
+  }
+
+  listTokens(): Promise<TokenListResponse> {
+    return this.call('GET /v1/tokens');
+  }
+
+  revokeToken(request: TokenRevokeRequest): Promise<TokenRevokeResponse> {
+    return this.call('POST /v1/tokens/revoke', request);
+  }
+
+  /** Pings go out one per second: allow for all of them plus the last one's timeout. */
+  ping(request: PingRequest): Promise<PingResponse> {
+    return this.call('POST /v1/ping', request, undefined, this.timeoutMs + (request.count ?? 1) * 1000);
   }
 
   join(request: JoinRequestBody): Promise<JoinResponseBody> {

@@ -100,6 +100,40 @@ export interface TokenCreateResponse {
   uses: number;
 }
 
+export interface TokenView {
+  tokenId: string;
+  expiresAt: string;
+  usesLeft: number;
+  isExpired: boolean;
+}
+
+export interface TokenListResponse {
+  schema: 1;
+  tokens: TokenView[];
+}
+
+export interface TokenRevokeRequest {
+  tokenId: string;
+}
+
+export interface TokenRevokeResponse {
+  schema: 1;
+  tokenId: string;
+  wasKnown: boolean;
+}
+
+export interface PingRequest {
+  node: string;
+  count?: number;
+}
+
+export interface PingResponse {
+  schema: 1;
+  node: string;
+  /** Round trips through the encrypted tunnel, in milliseconds, one per ping. */
+  rttMs: number[];
+}
+
 export interface JoinRequestBody {
   token: string;
   name?: string;
@@ -157,6 +191,9 @@ export interface ControlRoutes {
   'GET /v1/resolve': { request: { name: string }; response: ResolveResponse };
   'POST /v1/init': { request: InitRequest; response: InitResponse };
   'POST /v1/tokens': { request: TokenCreateRequest; response: TokenCreateResponse };
+  'GET /v1/tokens': { request: undefined; response: TokenListResponse };
+  'POST /v1/tokens/revoke': { request: TokenRevokeRequest; response: TokenRevokeResponse };
+  'POST /v1/ping': { request: PingRequest; response: PingResponse };
   'POST /v1/join': { request: JoinRequestBody; response: JoinResponseBody };
   'POST /v1/expose': { request: ExposeRequest; response: ExposeResponse };
   'POST /v1/unexpose': { request: UnexposeRequest; response: UnexposeResponse };
@@ -175,6 +212,9 @@ export interface ControlHandlers {
   resolve(name: string): Promise<ResolveResponse>;
   init(request: InitRequest): Promise<InitResponse>;
   createToken(request: TokenCreateRequest): Promise<TokenCreateResponse>;
+  listTokens(): Promise<TokenListResponse>;
+  revokeToken(request: TokenRevokeRequest): Promise<TokenRevokeResponse>;
+  ping(request: PingRequest): Promise<PingResponse>;
   join(request: JoinRequestBody): Promise<JoinResponseBody>;
   expose(request: ExposeRequest): Promise<ExposeResponse>;
   unexpose(request: UnexposeRequest): Promise<UnexposeResponse>;

@@ -16,7 +16,9 @@ import {
   type ExposeRequest,
   type InitRequest,
   type JoinRequestBody,
+  type PingRequest,
   type TokenCreateRequest,
+  type TokenRevokeRequest,
   type UnexposeRequest,
 } from './protocol.js';
 
@@ -71,6 +73,8 @@ export function httpStatusForCode(code: string): number {
     case ErrorCodes.JOIN_FAILED:
       return 502;
     case ErrorCodes.NO_PROVIDER:
+    case ErrorCodes.PEER_DOWN:
+    case ErrorCodes.PING_TIMEOUT:
       return 503;
     default:
       return 500;
@@ -184,6 +188,24 @@ export function parseUnexposeRequest(body: unknown): UnexposeRequest {
   return { name: dnsLabelField(obj, 'name') };
 }
 
+export function parseTokenRevokeRequest(body: unknown): TokenRevokeRequest {
+  const obj = requireObject(body, ['tokenId']);
+  const tokenId = obj['tokenId'];
+  if (typeof tokenId !== 'string' || !/^[0-9a-f]{32}$/.test(tokenId)) invalid('tokenId', describe(tokenId), 'a token id: 32 hex digits (see `osmoda-mesh token list`)');
+  return { tokenId };
+}
+
+export function parsePingRequest(body: unknown): PingRequest {
+  const obj = requireObject(body, ['node', 'count']);
+  const request: PingRequest = { node: dnsLabelField(obj, 'node') };
+  const count = positiveIntegerField(obj, 'count');
+  if (count !== undefined) {
+    if (count > 100) invalid('count', describe(count), 'at most 100');
+    request.count = count;
+  }
+  return request;
+}
+
 export function parseResolveQuery(query: URLSearchParams): string {
   const name = query.get('name');
   if (name === null) invalid('name', 'nothing', 'a service name in the query (?name=db)');
@@ -211,6 +233,9 @@ function buildRouteTable(h: ControlHandlers): RouteTable {
     'GET /v1/resolve': ({ query }) => h.resolve(parseResolveQuery(query)),
     'POST /v1/init': ({ body }) => h.init(parseInitRequest(body)),
     'POST /v1/tokens': ({ body }) => h.createToken(parseTokenCreateRequest(body)),
+    'GET /v1/tokens': () => h.listTokens(),
+    'POST /v1/tokens/revoke': ({ body }) => h.revokeToken(parseTokenRevokeRequest(body)),
+    'POST /v1/ping': ({ body }) => h.ping(parsePingRequest(body)),
     'POST /v1/join': ({ body }) => h.join(parseJoinRequest(body)),
     'POST /v1/expose': ({ body }) => h.expose(parseExposeRequest(body)),
     'POST /v1/unexpose': ({ body }) => h.unexpose(parseUnexposeRequest(body)),

@@ -363,6 +363,25 @@ export class Agent {
         const result = this.node.createToken(ttlMs ?? 24 * 3600 * 1000, uses ?? 1);
         return { schema: CONTROL_SCHEMA, token: result.token, tokenId: result.tokenIdHex, expiresAt: new Date(result.expiresAtMs).toISOString(), uses: uses ?? 1 };
       },
+      listTokens: async () => {
+        const now = this.#clock.now();
+        return {
+          schema: CONTROL_SCHEMA,
+          tokens: this.node
+            .listTokens()
+            .sort((a, b) => a.expiresAtMs - b.expiresAtMs)
+            .map((t) => ({ tokenId: t.id, expiresAt: new Date(t.expiresAtMs).toISOString(), usesLeft: t.usesLeft, isExpired: t.expiresAtMs <= now })),
+        };
+      },
+      revokeToken: async ({ tokenId }) => ({ schema: CONTROL_SCHEMA, tokenId, wasKnown: this.node.revokeToken(tokenId) }),
+      ping: async ({ node, count }) => {
+        const rttMs: number[] = [];
+        for (let i = 0; i < (count ?? 1); i++) {
+          if (i > 0) await new Promise((resolve) => setTimeout(resolve, 1000));
+          rttMs.push(await this.node.ping(node, 5_000));
+        }
+        return { schema: CONTROL_SCHEMA, node, rttMs };
+      },
       join: async ({ token, name }) => {
         if (name !== undefined) validateServiceName(name, 'name');
         const result = await this.node.join(token, name);

@@ -294,6 +294,29 @@ export class MeshNode {
     return { token, tokenIdHex: toHex(id), expiresAtMs };
   }
 
+  listTokens(): { id: string; expiresAtMs: number; usesLeft: number }[] {
+    const joined = this.#requireJoined();
+    if (joined.tokens === undefined) throw new MeshError(ErrorCodes.NOT_ADMIN, 'only an admin node (one that ran `osmoda-mesh init`) has tokens');
+    return joined.tokens.list();
+  }
+
+  revokeToken(tokenIdHex: string): boolean {
+    const joined = this.#requireJoined();
+    if (joined.tokens === undefined) throw new MeshError(ErrorCodes.NOT_ADMIN, 'only an admin node (one that ran `osmoda-mesh init`) has tokens');
+    const wasKnown = joined.tokens.revoke(tokenIdHex);
+    if (wasKnown) this.#init.logger.info({ tokenId: tokenIdHex }, 'join token revoked');
+    return wasKnown;
+  }
+
+  /** Pings a member by name through its tunnel. */
+  ping(name: string, timeoutMs: number): Promise<number> {
+    const joined = this.#requireJoined();
+    const member = joined.membership.byName(name);
+    if (member === undefined) throw new MeshError(ErrorCodes.NOT_FOUND, `no member named '${name}' (see \`osmoda-mesh peers\`)`);
+    if (member.nodeIdHex === this.identity.nodeIdHex) throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `'${name}' is this node`);
+    return joined.peers.ping(member.nodeIdHex, timeoutMs);
+  }
+
   async join(tokenText: string, name: string | undefined): Promise<{ meshName: string; nodeName: string; wasAlreadyJoined: boolean }> {
     const token = parseToken(tokenText, this.#init.clock.now());
     const joined = this.#joined;

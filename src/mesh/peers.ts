@@ -350,6 +350,15 @@ export class PeerManager {
     return entry.isDialing ? 'connecting' : 'down';
   }
 
+  /** One ping through the tunnel to a peer; PEER_DOWN when there is no tunnel. */
+  ping(nodeIdHex: string, timeoutMs: number): Promise<number> {
+    const tunnel = this.#peers.get(nodeIdHex)?.connection?.tunnel;
+    if (tunnel === undefined || !tunnel.isOpen) {
+      return Promise.reject(new MeshError(ErrorCodes.PEER_DOWN, 'no tunnel to that peer is up (see `osmoda-mesh status`)'));
+    }
+    return tunnel.ping(timeoutMs);
+  }
+
   /** Opens a stream to a service on a connected peer; NO_PROVIDER when the tunnel is not up. */
   openStream(nodeIdHex: string, service: string, port: number): MuxStream {
     const connection = this.#peers.get(nodeIdHex)?.connection;

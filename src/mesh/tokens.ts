@@ -151,6 +151,13 @@ export class TokenStore {
     this.#save();
   }
 
+  /** Forgets a token: later joins with it are refused as unknown. */
+  revoke(tokenIdHex: string): boolean {
+    const wasKnown = this.#tokens.delete(tokenIdHex);
+    if (wasKnown) this.#save();
+    return wasKnown;
+  }
+
   list(): TokenRecord[] {
     return [...this.#tokens.values()].map((t) => ({ id: t.id, expiresAtMs: t.expiresAtMs, usesLeft: t.usesLeft }));
   }

@@ -34,6 +34,8 @@ export interface TunnelStats {
   rekeys: number;
 }
 
+const MAX_USER_PINGS = 16;
+
 /** Size of a frame once encoded, rounded up: used to pack frames into batches without re-encoding. */
 function frameSizeEstimate(frame: Frame): number {
   switch (frame.kind) {
@@ -77,6 +79,8 @@ export class Tunnel implements FrameChannel {
   #lastSendRekeyMs: number;
   #outstandingPing: { id: number; sentAtMs: number } | undefined;
   #rttMs: number | null = null;
+  /** Pings asked for by a user (`osmoda-mesh ping`), by id; bounded by MAX_USER_PINGS. */
+  readonly #userPings = new Map<number, { sentAtMs: number; resolve: (rttMs: number) => void; reject: (err: Error) => void; timer: TimerHandle }>();
   #hasReceived = false;
   #rekeys = 0;
   #isReceiveRekeyPending = false;
@@ -241,12 +245,19 @@ export class Tunnel implements FrameChannel {
         case 'ping':
           this.send({ kind: 'pong', id: frame.id });
           break;
-        case 'pong':
+        case 'pong': {
+          const user = this.#userPings.get(frame.id);
+          if (user !== undefined) {
+            this.#userPings.delete(frame.id);
+            this.#clock.clearTimeout(user.timer);
+            user.resolve(Math.round((this.#clock.monotonicMs() - user.sentAtMs) * 1000) / 1000);
+          }
           if (this.#outstandingPing?.id === frame.id) {
             this.#rttMs = Math.round((this.#clock.monotonicMs() - this.#outstandingPing.sentAtMs) * 1000) / 1000;
             this.#outstandingPing = undefined;
           }
           break;
+        }
         case 'rekey':
           this.#isReceiveRekeyPending = true;
           break;
@@ -295,6 +306,24 @@ export class Tunnel implements FrameChannel {
     this.#pingTimer = this.#clock.setTimeout(() => this.#onPingTimer(), Math.min(this.#config.pingIntervalMs, Math.max(100, this.#config.deadAfterMs - silentMs)));
   }
 
+  /** One ping through the tunnel, resolving with the round trip in ms (PING_TIMEOUT after timeoutMs). */
+  ping(timeoutMs: number): Promise<number> {
+    if (!this.#isOpen) return Promise.reject(new MeshError(ErrorCodes.TUNNEL_CLOSED, 'tunnel is closed'));
+    if (this.#userPings.size >= MAX_USER_PINGS) {
+      return Promise.reject(new MeshError(ErrorCodes.INVALID_ARGUMENT, `at most ${MAX_USER_PINGS} pings may be in flight on one tunnel`));
+    }
+    return new Promise((resolve, reject) => {
+      let id = Math.floor(this.#random.float() * 2 ** 48);
+      while (this.#userPings.has(id)) id = (id + 1) % 2 ** 48;
+      const timer = this.#clock.setTimeout(() => {
+        this.#userPings.delete(id);
+        reject(new MeshError(ErrorCodes.PING_TIMEOUT, `no pong within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#userPings.set(id, { sentAtMs: this.#clock.monotonicMs(), resolve, reject, timer });
+      this.send({ kind: 'ping', id });
+    });
+  }
+
   /** Sends a measuring ping now (used by `status` right after connect). */
   pingNow(): void {
     if (!this.#isOpen || this.#outstandingPing) return;
@@ -333,6 +362,11 @@ export class Tunnel implements FrameChannel {
     if (this.#pingTimer) this.#clock.clearTimeout(this.#pingTimer);
     this.#pending = [];
     this.#pendingBytes = 0;
+    for (const ping of this.#userPings.values()) {
+      this.#clock.clearTimeout(ping.timer);
+      ping.reject(new MeshError(ErrorCodes.TUNNEL_CLOSED, 'tunnel closed before the pong arrived'));
+    }
+    this.#userPings.clear();
     for (const handler of this.#closeHandlers.splice(0)) handler(err);
   }
 }

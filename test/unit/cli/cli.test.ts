@@ -99,6 +99,40 @@ describe('join', () => {
   });
 });
 
+describe('token list and revoke, ping', () => {
+  it('token list prints id, uses left and expiry; --json the answer', async () => {
+    const { code, stdout } = await h.run(['token', 'list']);
+    expect(code).toBe(0);
+    expect(stdout).toContain('a'.repeat(32));
+    expect(stdout).toMatch(/TOKEN ID\s+USES LEFT\s+EXPIRES/);
+    const json = await h.run(['token', 'list', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ schema: 1, tokens: [{ usesLeft: 2 }] });
+  });
+
+  it('token revoke sends the id; a malformed id is a usage error', async () => {
+    const ok = await h.run(['token', 'revoke', 'a'.repeat(32)]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toBe(`revoked token ${'a'.repeat(32)}\n`);
+    const unknown = await h.run(['token', 'revoke', 'b'.repeat(32)]);
+    expect(unknown.stdout).toContain('not known here');
+    const bad = await h.run(['token', 'revoke', 'xyz']);
+    expect(bad.code).toBe(2);
+    expect(h.stub.calls.map((c) => c.method)).toEqual(['revokeToken', 'revokeToken']);
+  });
+
+  it('ping prints one line per pong; a peer that is down exits 3 with a hint', async () => {
+    const { code, stdout } = await h.run(['ping', 'server2', '--count', '2']);
+    expect(code).toBe(0);
+    expect(stdout.trim().split('\n')).toHaveLength(2);
+    expect(stdout).toContain('pong from server2 through the tunnel');
+    h.stub.failWith = new MeshError(ErrorCodes.PEER_DOWN, 'no tunnel to that peer is up');
+    const down = await h.run(['ping', 'server2']);
+    expect(down.code).toBe(3);
+    expect(down.stderr).toContain('no tunnel to that peer is up');
+    expect(down.stderr).toContain('hint:');
+  });
+});
+
 describe('expose and unexpose', () => {
   it('sends name, port and target', async () => {
     const { code, stdout } = await h.run(['expose', 'db', '5432', '--target', '127.0.0.1:15432']);

@@ -99,6 +99,12 @@ export function makeStub(): Stub {
       record('createToken', req),
       { schema: 1, token: 'osmt1_SECRETTOKEN', tokenId: 'tok1', expiresAt: '2030-01-01T00:00:00.000Z', uses: req.uses ?? 1 }
     ),
+    listTokens: async () => (
+      record('listTokens', undefined),
+      { schema: 1, tokens: [{ tokenId: 'a'.repeat(32), expiresAt: '2030-01-01T00:00:00.000Z', usesLeft: 2, isExpired: false }] }
+    ),
+    revokeToken: async (req) => (record('revokeToken', req), { schema: 1, tokenId: req.tokenId, wasKnown: req.tokenId === 'a'.repeat(32) }),
+    ping: async (req) => (record('ping', req), { schema: 1, node: req.node, rttMs: Array.from({ length: req.count ?? 1 }, () => 0.42) }),
     join: async (req) => (record('join', req), { schema: 1, mesh: 'prod', node: req.name ?? 'server2', wasAlreadyJoined: false }),
     expose: async (req) => (
       record('expose', req),

@@ -65,6 +65,9 @@ describe('ControlServer routes', () => {
     expect((await client.join({ token: 'osmt1_abc', name: 'server9' })).node).toBe('server9');
     expect((await client.expose({ name: 'db', port: 5432, target: '127.0.0.1:15432' })).service.local?.target).toBe('127.0.0.1:15432');
     expect((await client.unexpose({ name: 'db' })).wasExposed).toBe(true);
+    expect((await client.listTokens()).tokens[0]?.usesLeft).toBe(2);
+    expect((await client.revokeToken({ tokenId: 'a'.repeat(32) })).wasKnown).toBe(true);
+    expect((await client.ping({ node: 'server2', count: 3 })).rttMs).toHaveLength(3);
     expect(stub.calls).toEqual([
       { method: 'status', arg: undefined },
       { method: 'peers', arg: undefined },
@@ -75,7 +78,17 @@ describe('ControlServer routes', () => {
       { method: 'join', arg: { token: 'osmt1_abc', name: 'server9' } },
       { method: 'expose', arg: { name: 'db', port: 5432, target: '127.0.0.1:15432' } },
       { method: 'unexpose', arg: { name: 'db' } },
+      { method: 'listTokens', arg: undefined },
+      { method: 'revokeToken', arg: { tokenId: 'a'.repeat(32) } },
+      { method: 'ping', arg: { node: 'server2', count: 3 } },
     ]);
+  });
+
+  it('validates token revoke and ping bodies, naming the field', async () => {
+    await expect(client.revokeToken({ tokenId: 'not-hex' })).rejects.toThrow(/tokenId: expected a token id: 32 hex digits/);
+    await expect(client.ping({ node: 'Bad Name' })).rejects.toThrow(/node: expected a DNS label/);
+    await expect(client.ping({ node: 'server2', count: 101 })).rejects.toThrow(/count: expected at most 100/);
+    expect(stub.calls).toEqual([]);
   });
 
   it('answers with schema 1 and JSON content type', async () => {

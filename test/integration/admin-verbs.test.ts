@@ -1,0 +1,70 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlClient } from '../../src/control/index.js';
+import type { Agent } from '../../src/daemon/index.js';
+import { ErrorCodes, MeshError } from '../../src/errors.js';
+import { makeAgent, peerState, waitFor } from './helpers.js';
+
+/** `ping` through a real tunnel, and `token list` / `token revoke` against a real issuer. */
+describe('ping and token administration', () => {
+  let root: string;
+  let a: Agent;
+  let b: Agent;
+  let c: Agent;
+  let adminClient: ControlClient;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'osm-admin-'));
+    a = await makeAgent(root, 'a', 86);
+    b = await makeAgent(root, 'b', 87);
+    c = await makeAgent(root, 'c', 88);
+    a.node.initMesh('admin');
+    await b.node.join(a.node.createToken(600_000, 1).token, undefined);
+    await waitFor(() => peerState(a, 'b') === 'up' && peerState(b, 'a') === 'up', 20_000, 'a and b up');
+    adminClient = new ControlClient({ socketPath: a.config.control });
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([a, b, c].filter((x) => x !== undefined).map((agent) => agent.close()));
+    if (root) rmSync(root, { recursive: true, force: true });
+  }, 30_000);
+
+  it('ping measures round trips through the tunnel, one per request', async () => {
+    const answer = await adminClient.ping({ node: 'b', count: 2 });
+    expect(answer.rttMs).toHaveLength(2);
+    for (const rtt of answer.rttMs) {
+      expect(rtt).toBeGreaterThan(0);
+      expect(rtt).toBeLessThan(1000);
+    }
+  });
+
+  it('ping of an unknown node is NOT_FOUND; of a member without a tunnel PEER_DOWN', async () => {
+    await expect(adminClient.ping({ node: 'nobody' })).rejects.toMatchObject({ code: ErrorCodes.NOT_FOUND });
+    await b.close();
+    await waitFor(() => peerState(a, 'b') === 'down', 10_000, 'b down on a');
+    const err = await adminClient.ping({ node: 'b' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MeshError);
+    expect((err as MeshError).code).toBe(ErrorCodes.PEER_DOWN);
+  });
+
+  it('token list shows what was issued; a revoked token is refused as unknown', async () => {
+    const { token, tokenIdHex } = a.node.createToken(600_000, 3);
+    const listed = (await adminClient.listTokens()).tokens.find((t) => t.tokenId === tokenIdHex);
+    expect(listed).toMatchObject({ usesLeft: 3, isExpired: false });
+    expect((await adminClient.revokeToken({ tokenId: tokenIdHex })).wasKnown).toBe(true);
+    expect((await adminClient.listTokens()).tokens.some((t) => t.tokenId === tokenIdHex)).toBe(false);
+    expect((await adminClient.revokeToken({ tokenId: tokenIdHex })).wasKnown).toBe(false);
+    const err = await c.node.join(token, undefined).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MeshError);
+    expect((err as MeshError).code).toBe(ErrorCodes.TOKEN_UNKNOWN);
+    expect((err as MeshError).message).toContain('not known to this issuer');
+    expect(c.node.isJoined).toBe(false);
+  });
+
+  it('token commands on a node that is not an admin say so', async () => {
+    const cClient = new ControlClient({ socketPath: c.config.control });
+    await expect(cClient.listTokens()).rejects.toMatchObject({ code: ErrorCodes.NOT_JOINED });
+  });
+});
