@@ -39,6 +39,8 @@ export interface AgentConfig {
   joinTokenFile: string | null;
   /** Create the mesh on first start if this node has none. */
   bootstrap: { meshName: string | null };
+  /** host:port for Prometheus /metrics and /healthz over plain HTTP; null: not served. */
+  metricsListen: string | null;
 }
 
 export const DEFAULT_PORT = 18800;
@@ -60,5 +62,6 @@ export function defaultConfig(hostName: string): AgentConfig {
     services: {},
     joinTokenFile: null,
     bootstrap: { meshName: null },
+    metricsListen: null,
   };
 }

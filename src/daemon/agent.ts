@@ -6,11 +6,13 @@ import {
   CONTROL_SCHEMA,
   type ControlHandlers,
   type ExposeRequest,
+  type MetricFamily,
   type PeerView,
   type ServiceView,
   type StatusResponse,
 } from '../control/index.js';
-import { ControlServer } from '../control/index.js';
+import { ControlServer, MetricsServer } from '../control/index.js';
+import { metricFamilies } from './metrics-export.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import { Forwarder, LocalServices, type LocalTarget } from '../forward/index.js';
 import { MeshNode, readJsonFile, writeJsonFile } from '../mesh/index.js';
@@ -61,6 +63,7 @@ export class Agent {
   #tunnelServer: TunnelServer | undefined;
   #dns: DnsServer | undefined;
   #control: ControlServer | undefined;
+  #metricsServer: MetricsServer | undefined;
   /** Exposures added with `expose` (persisted) and declared in the config file (not persisted). */
   readonly #runtimeExposures = new Map<string, StoredExposure>();
   #isRefreshScheduled = false;
@@ -167,6 +170,18 @@ export class Agent {
       });
       await this.#dns.start();
       this.logger.info({ dns: this.config.dns.listen, upstreams }, 'dns server listening');
+    }
+    if (this.config.metricsListen !== null) {
+      const addr = parseHostPort(this.config.metricsListen, 'metricsListen');
+      this.#metricsServer = new MetricsServer({
+        host: addr.host,
+        port: addr.port,
+        collect: () => this.metrics(),
+        health: () => ({ ok: true, text: `ok: ${this.node.isJoined ? `member of ${this.node.meshName}` : 'not joined'}, ${this.node.peers()?.upCount() ?? 0} peer(s) up` }),
+        logger: this.logger.child({ part: 'metrics' }),
+      });
+      await this.#metricsServer.listen();
+      this.logger.info({ metrics: this.config.metricsListen }, 'metrics listening');
     }
     this.#control = new ControlServer({ socketPath: this.config.control, handlers: this.#handlers(), logger: this.logger.child({ part: 'control' }) });
     await this.#control.start();
@@ -337,6 +352,11 @@ export class Agent {
     };
   }
 
+  /** The Prometheus families served on metricsListen. */
+  metrics(): MetricFamily[] {
+    return metricFamilies({ metrics: this.node.metrics, peers: this.#peerViews(), serviceCount: this.node.catalog().size, dns: this.#dns?.stats() });
+  }
+
   #handlers(): ControlHandlers {
     return {
       status: async () => this.status(),
@@ -423,6 +443,7 @@ export class Agent {
     this.#closing = (async () => {
       if (this.#retryTimer) clearInterval(this.#retryTimer);
       await this.#control?.close();
+      await this.#metricsServer?.close();
       await this.#forwarder.close();
       await this.#dns?.close();
       await this.node.close();

@@ -40,6 +40,8 @@ interface PeerEntry {
   nodeIdHex: string;
   connection: Connection | undefined;
   isDialing: boolean;
+  /** Incoming handshakes from this peer past certificate check: do not dial it meanwhile. */
+  acceptingCount: number;
   dialTimer: TimerHandle | undefined;
   backoffMs: number;
   lastError: string | null;
@@ -108,14 +110,25 @@ export class PeerManager {
     if (this.#isClosed) return;
     for (const member of this.#init.membership.others()) {
       const entry = this.#entry(member.nodeIdHex);
-      if (entry.connection === undefined && !entry.isDialing && entry.dialTimer === undefined) this.#startDial(entry);
+      // a peer that is dialling us right now (its record arrived in its handshake) is not dialled
+      // back: that would only make a duplicate tunnel for the tie-break to close
+      if (entry.connection === undefined && !entry.isDialing && entry.acceptingCount === 0 && entry.dialTimer === undefined) this.#startDial(entry);
     }
   }
 
   #entry(nodeIdHex: string): PeerEntry {
     let entry = this.#peers.get(nodeIdHex);
     if (entry === undefined) {
-      entry = { nodeIdHex, connection: undefined, isDialing: false, dialTimer: undefined, backoffMs: INITIAL_BACKOFF_MS, lastError: null, everConnected: false };
+      entry = {
+        nodeIdHex,
+        connection: undefined,
+        isDialing: false,
+        acceptingCount: 0,
+        dialTimer: undefined,
+        backoffMs: INITIAL_BACKOFF_MS,
+        lastError: null,
+        everConnected: false,
+      };
       this.#peers.set(nodeIdHex, entry);
     }
     return entry;
@@ -184,6 +197,7 @@ export class PeerManager {
 
   async #establish(ws: WebSocket, isDialer: boolean, path: string, expectedNodeId: string | undefined): Promise<void> {
     this.#pendingHandshakes++;
+    let accepting: PeerEntry | undefined;
     let result;
     try {
       result = await performTunnelHandshake<VerifiedCert>(isDialer, {
@@ -193,7 +207,12 @@ export class PeerManager {
         staticKey: this.#init.identity.noise,
         meshId: this.#init.meshId,
         payload: encodeHandshakePayload({ cert: this.#init.ownCert(), record: this.#init.ownRecord() }),
-        verifyRemote: (payload, remoteStatic) => this.#verifyRemote(payload, remoteStatic),
+        verifyRemote: (payload, remoteStatic) =>
+          this.#verifyRemote(payload, remoteStatic, (cert) => {
+            if (isDialer) return;
+            accepting = this.#entry(cert.nodeIdHex);
+            accepting.acceptingCount++;
+          }),
       });
     } catch (err) {
       const error = toMeshError(err, ErrorCodes.HANDSHAKE_FAILED);
@@ -201,6 +220,7 @@ export class PeerManager {
       throw error;
     } finally {
       this.#pendingHandshakes--;
+      if (accepting !== undefined) accepting.acceptingCount--;
     }
     const cert = result.remote;
     if (expectedNodeId !== undefined && cert.nodeIdHex !== expectedNodeId) {
@@ -275,7 +295,7 @@ export class PeerManager {
     this.#init.onPeerStateChange(cert.nodeIdHex, 'up');
   }
 
-  #verifyRemote(payloadBytes: Uint8Array, remoteStatic: Uint8Array): VerifiedCert {
+  #verifyRemote(payloadBytes: Uint8Array, remoteStatic: Uint8Array, onCertVerified: (cert: VerifiedCert) => void): VerifiedCert {
     const payload = decodeHandshakePayload(payloadBytes);
     let cert: VerifiedCert;
     try {
@@ -289,6 +309,7 @@ export class PeerManager {
     if (cert.nodeIdHex === this.#init.identity.nodeIdHex) {
       throw new MeshError(ErrorCodes.HANDSHAKE_FAILED, 'connected to itself (an endpoint points back at this node)', { wireReason: 'self' });
     }
+    onCertVerified(cert);
     if (payload.record !== undefined) this.#applyRecords([payload.record], undefined);
     return cert;
   }

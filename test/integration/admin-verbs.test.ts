@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../src/control/index.js';
 import type { Agent } from '../../src/daemon/index.js';
 import { ErrorCodes, MeshError } from '../../src/errors.js';
-import { makeAgent, peerState, waitFor } from './helpers.js';
+import { freePort, makeAgent, peerState, waitFor } from './helpers.js';
 
 /** `ping` through a real tunnel, and `token list` / `token revoke` against a real issuer. */
 describe('ping and token administration', () => {
@@ -14,10 +14,13 @@ describe('ping and token administration', () => {
   let b: Agent;
   let c: Agent;
   let adminClient: ControlClient;
+  let metricsPort: number;
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'osm-admin-'));
-    a = await makeAgent(root, 'a', 86);
+    // an address of its own, so no other test file can take the port before the agent binds it
+    metricsPort = await freePort('127.0.0.86');
+    a = await makeAgent(root, 'a', 86, { metricsListen: `127.0.0.86:${metricsPort}` });
     b = await makeAgent(root, 'b', 87);
     c = await makeAgent(root, 'c', 88);
     a.node.initMesh('admin');
@@ -30,6 +33,16 @@ describe('ping and token administration', () => {
     await Promise.allSettled([a, b, c].filter((x) => x !== undefined).map((agent) => agent.close()));
     if (root) rmSync(root, { recursive: true, force: true });
   }, 30_000);
+
+  it('serves Prometheus metrics and a health check on metricsListen', async () => {
+    const text = await (await fetch(`http://127.0.0.86:${metricsPort}/metrics`)).text();
+    expect(text).toContain('osmoda_mesh_peers{state="up"} 1');
+    expect(text).toMatch(/osmoda_mesh_tunnel_up_total [1-9]/);
+    expect(text).toContain('osmoda_mesh_join_accepted_total 1');
+    const health = await fetch(`http://127.0.0.86:${metricsPort}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toBe('ok: member of admin, 1 peer(s) up\n');
+  });
 
   it('ping measures round trips through the tunnel, one per request', async () => {
     const answer = await adminClient.ping({ node: 'b', count: 2 });

@@ -28,26 +28,38 @@ export function freePort(host: string): Promise<number> {
   });
 }
 
-export async function makeAgent(root: string, name: string, vipOctet: number): Promise<Agent> {
+export async function makeAgent(root: string, name: string, vipOctet: number, extra: Record<string, unknown> = {}): Promise<Agent> {
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const port = await freePort('127.0.0.1');
-  const config = validateConfig(
-    {
-      nodeName: name,
-      stateDir: join(dir, 'state'),
-      listen: `127.0.0.1:${port}`,
-      publicEndpoints: [`ws://127.0.0.1:${port}`],
-      control: join(dir, 'control.sock'),
-      dns: { enable: false },
-      vipRange: `127.${vipOctet}.0.0/16`,
-      logLevel: 'silent',
-    },
-    name,
-  );
-  const agent = new Agent({ config });
-  await agent.start();
-  return agent;
+  // a free port can be taken by a test file running in parallel before the agent binds it
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort('127.0.0.1');
+    const config = validateConfig(
+      {
+        nodeName: name,
+        stateDir: join(dir, 'state'),
+        listen: `127.0.0.1:${port}`,
+        publicEndpoints: [`ws://127.0.0.1:${port}`],
+        control: join(dir, 'control.sock'),
+        dns: { enable: false },
+        vipRange: `127.${vipOctet}.0.0/16`,
+        logLevel: 'silent',
+        ...extra,
+      },
+      name,
+    );
+    const agent = new Agent({ config });
+    try {
+      await agent.start();
+      return agent;
+    } catch (err) {
+      lastError = err;
+      await agent.close();
+      if ((err as { code?: string }).code !== 'MESH_ERR_PORT_IN_USE') throw err;
+    }
+  }
+  throw lastError;
 }
 
 export function peerState(agent: Agent, peer: string): string | undefined {

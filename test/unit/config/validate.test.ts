@@ -31,6 +31,7 @@ const FULL = {
   },
   joinTokenFile: '/run/secrets/mesh-token',
   bootstrap: { meshName: 'prod' },
+  metricsListen: '127.0.0.1:9877',
 };
 
 describe('validateConfig accepts', () => {
@@ -66,6 +67,7 @@ describe('validateConfig accepts', () => {
       services: {},
       joinTokenFile: null,
       bootstrap: { meshName: null },
+      metricsListen: null,
     });
   });
 

@@ -1,0 +1,73 @@
+import type { MetricFamily, PeerView } from '../control/index.js';
+import type { MeshMetrics } from '../mesh/index.js';
+import type { DnsServerStats } from '../names/index.js';
+
+/** What each event counter means and what its label is, for the Prometheus export. */
+const COUNTERS: Record<string, { help: string; label: string | null }> = {
+  tunnel_up_total: { help: 'Tunnels established (both directions).', label: null },
+  peer_rejected_total: { help: 'Peers refused at the handshake, by reason (certificate untrusted, expired, key mismatch).', label: 'reason' },
+  handshake_failed_total: { help: 'Tunnel handshakes that failed, by reason.', label: 'reason' },
+  protocol_error_total: { help: 'Tunnels closed because the peer broke the stream protocol, by reason.', label: 'reason' },
+  record_rejected_total: { help: 'Gossiped node records that did not verify, by reason.', label: 'reason' },
+  join_accepted_total: { help: 'Nodes that joined with a token issued here.', label: null },
+  join_refused_total: { help: 'Joins refused by this issuer, by reason.', label: 'reason' },
+  stream_accepted_total: { help: 'Streams from peers accepted and connected to a local target, by service.', label: 'service' },
+  stream_refused_total: { help: 'Streams from peers refused, by reason.', label: 'reason' },
+  forward_streams_total: { help: 'Local connections carried to a provider, by service.', label: 'service' },
+  forward_failed_total: { help: 'Local connections reset because no provider could take them, by reason.', label: 'reason' },
+  listener_failed_total: { help: 'Service listeners that could not bind (port clash), by errno.', label: 'reason' },
+};
+
+export function metricFamilies(input: { metrics: MeshMetrics; peers: PeerView[]; serviceCount: number; dns: DnsServerStats | undefined }): MetricFamily[] {
+  const out: MetricFamily[] = [];
+  const counters = input.metrics.toJSON();
+  for (const [name, meta] of Object.entries(COUNTERS)) {
+    const byLabel = counters[name] ?? {};
+    out.push({
+      name,
+      help: meta.help,
+      type: 'counter',
+      samples:
+        meta.label === null
+          ? [{ value: Object.values(byLabel).reduce((a, b) => a + b, 0) }]
+          : Object.entries(byLabel).map(([label, value]) => ({ labels: { [meta.label!]: label }, value })),
+    });
+  }
+  const states = ['up', 'connecting', 'down'] as const;
+  out.push({
+    name: 'peers',
+    help: 'Members of the mesh other than this node, by tunnel state.',
+    type: 'gauge',
+    samples: states.map((state) => ({ labels: { state }, value: input.peers.filter((p) => p.state === state).length })),
+  });
+  out.push({ name: 'services', help: 'Mesh services known to this node.', type: 'gauge', samples: [{ value: input.serviceCount }] });
+  const up = input.peers.filter((p) => p.state === 'up');
+  out.push({ name: 'peer_streams', help: 'Open streams per peer tunnel.', type: 'gauge', samples: up.map((p) => ({ labels: { peer: p.name }, value: p.streams })) });
+  out.push({ name: 'peer_rx_bytes_total', help: 'Ciphertext bytes received on the current tunnel, per peer.', type: 'counter', samples: up.map((p) => ({ labels: { peer: p.name }, value: p.rxBytes })) });
+  out.push({ name: 'peer_tx_bytes_total', help: 'Ciphertext bytes sent on the current tunnel, per peer.', type: 'counter', samples: up.map((p) => ({ labels: { peer: p.name }, value: p.txBytes })) });
+  out.push({
+    name: 'peer_rtt_seconds',
+    help: 'Last keepalive round trip per peer.',
+    type: 'gauge',
+    samples: up.filter((p) => p.rttMs !== null).map((p) => ({ labels: { peer: p.name }, value: p.rttMs! / 1000 })),
+  });
+  out.push({ name: 'peer_buffered_bytes', help: 'Bytes a peer can make this node buffer (stream windows plus queued).', type: 'gauge', samples: up.map((p) => ({ labels: { peer: p.name }, value: p.bufferedBytes })) });
+  if (input.dns !== undefined) {
+    const dns = input.dns;
+    out.push({ name: 'dns_queries_total', help: 'DNS messages received.', type: 'counter', samples: [{ value: dns.queries }] });
+    out.push({ name: 'dns_forwarded_total', help: 'DNS queries sent on to an upstream resolver.', type: 'counter', samples: [{ value: dns.forwarded }] });
+    out.push({
+      name: 'dns_answers_total',
+      help: 'DNS answers by result.',
+      type: 'counter',
+      samples: [
+        { labels: { result: 'mesh' }, value: dns.answeredLocally },
+        { labels: { result: 'nxdomain' }, value: dns.nxdomain },
+        { labels: { result: 'servfail' }, value: dns.servfail },
+        { labels: { result: 'formerr' }, value: dns.formerr },
+        { labels: { result: 'refused' }, value: dns.refused },
+      ],
+    });
+  }
+  return out;
+}
