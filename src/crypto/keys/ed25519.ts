@@ -1,7 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
+import { jwkBytes, okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw Ed25519 key pair (RFC 8032): `privateKey` is the 32-byte seed, `publicKey` 32 bytes. */
 export interface Ed25519KeyPair {
@@ -12,10 +13,6 @@ export interface Ed25519KeyPair {
 export const ED25519_KEY_LENGTH = 32;
 export const ED25519_SIGNATURE_LENGTH = 64;
 
-// Fixed RFC 8410 DER headers, the fallback import path; JWK is the fast one (see x25519.ts).
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
 function checkLength(field: string, bytes: Uint8Array, expected: number): void {
   if (!(bytes instanceof Uint8Array) || bytes.length !== expected) {
     const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
@@ -23,31 +20,8 @@ function checkLength(field: string, bytes: Uint8Array, expected: number): void {
   }
 }
 
-function privateKeyObject(seed: Uint8Array): KeyObject {
-  const raw = asBuffer(seed);
-  try {
-    // node derives the public key from `d` and only checks that `x` is a string.
-    const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: raw.toString('base64url'), x: '' }, format: 'jwk' });
-    // Guard against a node that would keep the given `x` instead of deriving it: use DER then.
-    if (key.export({ format: 'jwk' }).x?.length === 43) return key;
-  } catch {
-    // fall through to DER
-  }
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
-}
 
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  const raw = asBuffer(publicKey);
-  try {
-    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
-  } catch {
-    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
-  }
-}
 
-function fromBase64Url(field: string | undefined): Uint8Array {
-  return new Uint8Array(Buffer.from(field ?? '', 'base64url'));
-}
 
 /** An Ed25519 signing key with its KeyObject cached, for keys that sign repeatedly (authority, node). */
 export class Ed25519Private implements Ed25519KeyPair {
@@ -58,8 +32,8 @@ export class Ed25519Private implements Ed25519KeyPair {
   private constructor(key: KeyObject) {
     this.#key = key;
     const jwk = key.export({ format: 'jwk' });
-    this.privateKey = fromBase64Url(jwk.d);
-    this.publicKey = fromBase64Url(jwk.x);
+    this.privateKey = jwkBytes(jwk.d);
+    this.publicKey = jwkBytes(jwk.x);
   }
 
   static generate(): Ed25519Private {
@@ -68,7 +42,7 @@ export class Ed25519Private implements Ed25519KeyPair {
 
   static fromPrivate(seed: Uint8Array): Ed25519Private {
     checkLength('ed25519 private key (seed)', seed, ED25519_KEY_LENGTH);
-    return new Ed25519Private(privateKeyObject(seed));
+    return new Ed25519Private(okpPrivateKey('Ed25519', seed));
   }
 
   sign(message: Uint8Array): Uint8Array {
@@ -99,7 +73,7 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
   if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
   if (!(message instanceof Uint8Array)) return false;
   try {
-    return verify(null, asBuffer(message), publicKeyObject(publicKey), asBuffer(signature));
+    return verify(null, asBuffer(message), okpPublicKey('Ed25519', publicKey), asBuffer(signature));
   } catch {
     return false;
   }

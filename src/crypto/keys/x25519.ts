@@ -1,7 +1,7 @@
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { diffieHellman, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
-import { asBuffer } from '../../util/bytes.js';
+import { jwkBytes, okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw X25519 key pair (RFC 7748): both halves are 32 bytes. */
 export interface X25519KeyPair {
@@ -11,13 +11,6 @@ export interface X25519KeyPair {
 
 export const X25519_KEY_LENGTH = 32;
 
-// node:crypto imports raw curve keys only wrapped, as DER or JWK. DER is the fallback: its OpenSSL
-// decoder costs ~0.1 ms per public and ~0.7 ms per private key, 10x the JWK path, which would make
-// key import, not the DH, the cost of a handshake. These are the RFC 8410 headers: prefix + raw key
-// is a complete PKCS8 / SPKI document.
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-
 function checkLength(field: string, bytes: Uint8Array): void {
   if (!(bytes instanceof Uint8Array) || bytes.length !== X25519_KEY_LENGTH) {
     const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
@@ -25,40 +18,16 @@ function checkLength(field: string, bytes: Uint8Array): void {
   }
 }
 
-function privateKeyObject(privateKey: Uint8Array): KeyObject {
-  const raw = asBuffer(privateKey);
-  try {
-    // node derives the public half from `d` and only checks that `x` is a string (RFC 8037 makes
-    // it required), so an empty one saves computing it here.
-    const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: raw.toString('base64url'), x: '' }, format: 'jwk' });
-    // Guard against a node that would keep the given `x` instead of deriving it: use DER then.
-    if (key.export({ format: 'jwk' }).x?.length === 43) return key;
-  } catch {
-    // fall through to DER
-  }
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
-}
 
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  const raw = asBuffer(publicKey);
-  try {
-    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
-  } catch {
-    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
-  }
-}
 
-function fromBase64Url(field: string | undefined): Uint8Array {
-  return new Uint8Array(Buffer.from(field ?? '', 'base64url'));
-}
 
 /** Raw public key of a private (or public) KeyObject: an OKP JWK carries `x` either way. */
 function rawPublic(key: KeyObject): Uint8Array {
-  return fromBase64Url(key.export({ format: 'jwk' }).x);
+  return jwkBytes(key.export({ format: 'jwk' }).x);
 }
 
 function rawPrivate(key: KeyObject): Uint8Array {
-  return fromBase64Url(key.export({ format: 'jwk' }).d);
+  return jwkBytes(key.export({ format: 'jwk' }).d);
 }
 
 /**
@@ -83,7 +52,7 @@ export class X25519Private implements X25519KeyPair {
 
   static fromPrivate(privateKey: Uint8Array): X25519Private {
     checkLength('x25519 private key', privateKey);
-    const key = privateKeyObject(privateKey);
+    const key = okpPrivateKey('X25519', privateKey);
     return new X25519Private(key, new Uint8Array(privateKey), rawPublic(key));
   }
 
@@ -97,7 +66,7 @@ export class X25519Private implements X25519KeyPair {
     checkLength('x25519 public key', remotePublic);
     let shared: Buffer;
     try {
-      shared = diffieHellman({ privateKey: this.#key, publicKey: publicKeyObject(remotePublic) });
+      shared = diffieHellman({ privateKey: this.#key, publicKey: okpPublicKey('X25519', remotePublic) });
     } catch (err) {
       // OpenSSL refuses to return the all-zero secret a small-order point yields (RFC 7748 §6.1);
       // the check below covers any backend that does not.
