@@ -53,7 +53,7 @@ export interface ServiceView {
   vip: string;
   ports: number[];
   providers: ProviderView[];
-  /** Set on the node that exposes it. */
+  /** Set on the node that exposes it: the ports and, in the same order, the targets it dials ("127.0.0.1:5432"). */
   local: { ports: number[]; target: string } | null;
   /** Problems on this node, e.g. "port 8080 on 127.77.3.4 in use by another process". */
   problems: string[];

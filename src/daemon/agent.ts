@@ -313,7 +313,8 @@ export class Agent {
       ports,
       providers: this.node.providersOf(service).map((p) => ({ node: p.name, state: p.state })),
       local: local
-        ? { ports: targets.map(([port]) => port), target: targets.map(([port, t]) => `${port}→${t.host}:${t.port}`).join(', ') }
+        ? // the targets in the order of `ports`: "127.0.0.1:5432" or "10.0.0.9:80, 10.0.0.9:443"
+          { ports: targets.map(([port]) => port), target: targets.map(([, t]) => `${t.host}:${t.port}`).join(', ') }
         : null,
       problems: this.#forwarder.problemsOf(service),
     };
