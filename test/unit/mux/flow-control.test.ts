@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { MuxStream } from '../../../src/mux/index.js';
 import { seededRandom } from '../../../src/util/random.js';
-import { createPair, turns, waitFor } from './pair.js';
+import { createPair, drain, turns, waitFor } from './pair.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -32,18 +32,6 @@ function countingSource(seed: number, total: number, chunkBytes: number): { sour
   return { source, produced: () => produced, hash: () => h.copy().digest('hex') };
 }
 
-function drainHash(stream: MuxStream): Promise<{ hash: string; length: number }> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    let length = 0;
-    stream.on('data', (c: Buffer) => {
-      h.update(c);
-      length += c.length;
-    });
-    stream.once('end', () => resolve({ hash: h.digest('hex'), length }));
-    stream.once('error', reject);
-  });
-}
 
 describe('mux flow control', () => {
   it('a receiver that never reads stops the sender after one window; resuming delivers everything', async () => {
@@ -75,7 +63,7 @@ describe('mux flow control', () => {
     expect(pair.b.session.stats().bufferedBytes).toBe(initial);
 
     // The reader resumes: everything arrives, intact (the extra byte written above is at the end).
-    const done = drainHash(server);
+    const done = drain(server);
     await waitFor(() => src.produced() === total, 'source fully produced', 100_000);
     const got = await done;
     expect(got.length).toBe(total + 1);

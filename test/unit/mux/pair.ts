@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { MuxSession } from '../../../src/mux/index.js';
@@ -162,4 +163,18 @@ export class FakeClock implements Clock {
       }
     }
   }
+}
+
+/** Reads a stream to its end; resolves with the sha256 and length of what arrived. */
+export function drain(stream: MuxStream): Promise<{ hash: string; length: number }> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    let length = 0;
+    stream.on('data', (c: Buffer) => {
+      h.update(c);
+      length += c.length;
+    });
+    stream.once('end', () => resolve({ hash: h.digest('hex'), length }));
+    stream.once('error', reject);
+  });
 }

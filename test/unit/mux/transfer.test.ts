@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { MuxStream } from '../../../src/mux/index.js';
 import { seededRandom } from '../../../src/util/random.js';
 import type { Random } from '../../../src/util/random.js';
-import { createPair, waitFor } from './pair.js';
+import { createPair, drain, waitFor } from './pair.js';
 
 const MiB = 1024 * 1024;
 
@@ -39,19 +39,6 @@ function sha256(chunks: Iterable<Uint8Array>): string {
   return h.digest('hex');
 }
 
-/** Reads a stream to its end; resolves with hash and length. */
-function drain(stream: MuxStream): Promise<{ hash: string; length: number }> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    let length = 0;
-    stream.on('data', (c: Buffer) => {
-      h.update(c);
-      length += c.length;
-    });
-    stream.once('end', () => resolve({ hash: h.digest('hex'), length }));
-    stream.once('error', reject);
-  });
-}
 
 /** Writes chunks with backpressure (waits for 'drain'), then end(). */
 async function writeAll(stream: MuxStream, chunks: Uint8Array[]): Promise<void> {
