@@ -41,6 +41,8 @@ export interface AgentConfig {
   bootstrap: { meshName: string | null };
   /** host:port for Prometheus /metrics and /healthz over plain HTTP; null: not served. */
   metricsListen: string | null;
+  /** Hosts file (e.g. /etc/hosts) to keep a marked block of mesh names in; null: none. */
+  hostsFile: string | null;
 }
 
 export const DEFAULT_PORT = 18800;
@@ -63,5 +65,6 @@ export function defaultConfig(hostName: string): AgentConfig {
     joinTokenFile: null,
     bootstrap: { meshName: null },
     metricsListen: null,
+    hostsFile: null,
   };
 }

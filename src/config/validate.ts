@@ -104,7 +104,7 @@ export function validateConfig(input: unknown, hostName: string): AgentConfig {
   const config = defaultConfig(hostName);
   checkKeys(input, '', [
     'nodeName', 'stateDir', 'listen', 'publicEndpoints', 'control', 'dns', 'vipRange', 'forwardMode',
-    'logLevel', 'tags', 'services', 'joinTokenFile', 'bootstrap', 'metricsListen',
+    'logLevel', 'tags', 'services', 'joinTokenFile', 'bootstrap', 'metricsListen', 'hostsFile',
   ]);
   if (input['nodeName'] !== undefined && input['nodeName'] !== null) config.nodeName = validateNodeName(input['nodeName']);
   if (input['stateDir'] !== undefined) {
@@ -169,6 +169,11 @@ export function validateConfig(input: unknown, hostName: string): AgentConfig {
     const file = input['joinTokenFile'];
     if (typeof file !== 'string' || !file.startsWith('/')) fail('joinTokenFile', file, 'an absolute path');
     config.joinTokenFile = file;
+  }
+  if (input['hostsFile'] !== undefined && input['hostsFile'] !== null) {
+    const file = input['hostsFile'];
+    if (typeof file !== 'string' || !file.startsWith('/')) fail('hostsFile', file, 'an absolute path, e.g. /etc/hosts');
+    config.hostsFile = file;
   }
   if (input['metricsListen'] !== undefined && input['metricsListen'] !== null) {
     parseHostPort(input['metricsListen'], 'metricsListen');

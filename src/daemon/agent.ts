@@ -16,7 +16,7 @@ import { metricFamilies } from './metrics-export.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import { Forwarder, LocalServices, type LocalTarget } from '../forward/index.js';
 import { MeshNode, readJsonFile, writeJsonFile } from '../mesh/index.js';
-import { DnsServer, VipAllocator } from '../names/index.js';
+import { DnsServer, HostsFileWriter, VipAllocator } from '../names/index.js';
 import { TunnelServer, verifyTunnelConfig, type TunnelConfig } from '../tunnel/index.js';
 import type { Clock } from '../util/clock.js';
 import { systemClock } from '../util/clock.js';
@@ -60,6 +60,7 @@ export class Agent {
   readonly #local: LocalServices;
   readonly #forwarder: Forwarder;
   readonly #vips: VipAllocator;
+  readonly #hostsFile: HostsFileWriter | undefined;
   #tunnelServer: TunnelServer | undefined;
   #dns: DnsServer | undefined;
   #control: ControlServer | undefined;
@@ -102,6 +103,7 @@ export class Agent {
     for (const e of readJsonFile<{ services: StoredExposure[] }>(join(init.config.stateDir, SERVICES_FILE), false)?.services ?? []) {
       this.#runtimeExposures.set(`${e.name}:${e.port}`, e);
     }
+    this.#hostsFile = init.config.hostsFile === null ? undefined : new HostsFileWriter(init.config.hostsFile, init.config.dns.domain);
     this.#applyExposures();
   }
 
@@ -263,6 +265,15 @@ export class Agent {
       if (this.#localAnswer(service, ports) === undefined) wanted.push({ service, vip, ports });
     }
     if (isVipMapChanged) writeJsonFile(join(this.config.stateDir, VIPS_FILE), this.#vips.toJSON());
+    if (this.#hostsFile !== undefined) {
+      // the same answer the mesh DNS gives: the local target on a providing node, else the VIP
+      const entries = [...catalog].map(([name, ports]) => ({ name, address: this.#localAnswer(name, ports) ?? this.#vips.allocate(name) }));
+      try {
+        this.#hostsFile.update(entries);
+      } catch (err) {
+        this.logger.error({ file: this.#hostsFile.path, err: (err as Error).message }, 'hosts file not updated');
+      }
+    }
     try {
       await this.#forwarder.reconcile(wanted);
     } catch (err) {
@@ -450,6 +461,11 @@ export class Agent {
       await this.node.close();
       this.#local.destroy();
       await this.#tunnelServer?.close();
+      try {
+        this.#hostsFile?.remove();
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message }, 'hosts file block not removed');
+      }
       this.logger.info('agent stopped');
     })();
     return this.#closing;

@@ -56,6 +56,8 @@ export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv):
   if (Object.keys(dns).length > 0) merged['dns'] = dns;
   const endpoints = options.publicEndpoint ?? env['OSMODA_MESH_PUBLIC_ENDPOINTS']?.split(/[\s,]+/).filter(Boolean);
   if (endpoints !== undefined && endpoints.length > 0) merged['publicEndpoints'] = endpoints;
+  const hostsFile = env['OSMODA_MESH_HOSTS_FILE'];
+  if (hostsFile !== undefined) merged['hostsFile'] = hostsFile === 'off' ? null : hostsFile;
   const metrics = env['OSMODA_MESH_METRICS'];
   if (metrics !== undefined) merged['metricsListen'] = metrics === 'off' ? null : metrics;
   const nodeName = env['OSMODA_MESH_NODE_NAME'];

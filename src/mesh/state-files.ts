@@ -1,5 +1,5 @@
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { writeFileAtomicRaw } from '../util/atomic-file.js';
 import { ErrorCodes, MeshError } from '../errors.js';
 
 /**
@@ -20,31 +20,9 @@ export function ensureStateDir(dir: string): void {
 }
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = join(dirname(path), `.${Date.now().toString(36)}-${process.pid}.tmp`);
-  let fd: number | undefined;
   try {
-    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-    // fsync the directory so the rename itself survives a crash
-    const dirFd = openSync(dirname(path), constants.O_RDONLY);
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    writeFileAtomicRaw(path, data, 0o600);
   } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing was created
-    }
     throw new MeshError(ErrorCodes.STATE_DIR, `cannot write ${path}: ${(err as Error).message} (is the state dir writable and the disk not full?)`, { cause: err });
   }
 }

@@ -37,3 +37,5 @@ export { DnsServer, parseUpstream } from './dns-server.js';
 export type { DnsLookup, DnsLookupResult, DnsServerInit, DnsServerStats } from './dns-server.js';
 export { DEFAULT_VIP_CIDR, VipAllocator, intToIpv4, ipv4ToInt, parseCidr } from './vip-allocator.js';
 export type { Cidr, VipAllocatorInit, VipAllocatorJson, VipEntry } from './vip-allocator.js';
+export { HOSTS_BEGIN, HOSTS_END, HostsFileWriter, mergeHostsBlock, renderHostsBlock } from './hosts-file.js';
+export type { HostsEntry } from './hosts-file.js';

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,8 @@ describe('ping and token administration', () => {
     root = mkdtempSync(join(tmpdir(), 'osm-admin-'));
     // an address of its own, so no other test file can take the port before the agent binds it
     metricsPort = await freePort('127.0.0.86');
-    a = await makeAgent(root, 'a', 86, { metricsListen: `127.0.0.86:${metricsPort}` });
+    writeFileSync(join(root, 'hosts'), '127.0.0.1\tlocalhost\n');
+    a = await makeAgent(root, 'a', 86, { metricsListen: `127.0.0.86:${metricsPort}`, hostsFile: join(root, 'hosts') });
     b = await makeAgent(root, 'b', 87);
     c = await makeAgent(root, 'c', 88);
     a.node.initMesh('admin');
@@ -42,6 +43,15 @@ describe('ping and token administration', () => {
     const health = await fetch(`http://127.0.0.86:${metricsPort}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.text()).toBe('ok: member of admin, 1 peer(s) up\n');
+  });
+
+  it('hosts-file mode writes the mesh names into a marked block, beside the lines it found', async () => {
+    await new ControlClient({ socketPath: b.config.control }).expose({ name: 'hostsvc', port: 7001 });
+    await waitFor(() => readFileSync(join(root, 'hosts'), 'utf8').includes('hostsvc'), 10_000, "a's hosts file to list hostsvc");
+    const vip = a.status().services.find((s) => s.name === 'hostsvc')!.vip;
+    const text = readFileSync(join(root, 'hosts'), 'utf8');
+    expect(text.startsWith('127.0.0.1\tlocalhost\n# BEGIN osmoda-mesh')).toBe(true);
+    expect(text).toContain(`${vip}\thostsvc hostsvc.mesh\n`);
   });
 
   it('ping measures round trips through the tunnel, one per request', async () => {

@@ -32,6 +32,7 @@ const FULL = {
   joinTokenFile: '/run/secrets/mesh-token',
   bootstrap: { meshName: 'prod' },
   metricsListen: '127.0.0.1:9877',
+  hostsFile: '/etc/hosts',
 };
 
 describe('validateConfig accepts', () => {
@@ -68,6 +69,7 @@ describe('validateConfig accepts', () => {
       joinTokenFile: null,
       bootstrap: { meshName: null },
       metricsListen: null,
+      hostsFile: null,
     });
   });
 
