@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import { defaultConfig, parseDurationMs, parseHostPort, validateConfig, validateEndpoint, type AgentConfig } from '../../../src/config/index.js';
+import { expectMeshError } from '../../helpers/mesh-error.js';
 
 function invalid(fn: () => unknown): MeshError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a throw').toBeInstanceOf(MeshError);
-  expect((thrown as MeshError).code, (thrown as MeshError).message).toBe(ErrorCodes.INVALID_CONFIG);
-  return thrown as MeshError;
+  return expectMeshError(fn, ErrorCodes.INVALID_CONFIG);
 }
 
 const FULL = {

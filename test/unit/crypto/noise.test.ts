@@ -1,7 +1,6 @@
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, MeshError } from '../../../src/errors.js';
-import type { ErrorCode } from '../../../src/errors.js';
+import { ErrorCodes } from '../../../src/errors.js';
 import { generateX25519 } from '../../../src/crypto/keys/index.js';
 import type { X25519KeyPair } from '../../../src/crypto/keys/index.js';
 import {
@@ -16,18 +15,8 @@ import {
 } from '../../../src/crypto/noise/index.js';
 import { equalBytes, toHex, utf8Bytes } from '../../../src/util/bytes.js';
 import { seededRandom } from '../../../src/util/random.js';
+import { expectMeshError } from '../../helpers/mesh-error.js';
 
-function expectMeshError(fn: () => unknown, code: ErrorCode): MeshError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught, `expected ${code}`).toBeInstanceOf(MeshError);
-  expect((caught as MeshError).code).toBe(code);
-  return caught as MeshError;
-}
 
 function key(fill: number): Uint8Array {
   return new Uint8Array(32).fill(fill);

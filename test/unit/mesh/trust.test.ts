@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Ed25519Private, X25519Private } from '../../../src/crypto/keys/index.js';
-import { ErrorCodes, MeshError, type ErrorCode } from '../../../src/errors.js';
+import { ErrorCodes } from '../../../src/errors.js';
 import { issueCert, meshIdOf, verifyCert } from '../../../src/mesh/certs.js';
 import { IDENTITY_FILE, loadOrCreateIdentity, nodeIdOf } from '../../../src/mesh/identity.js';
 import { Membership, signRecord, verifyRecord } from '../../../src/mesh/membership.js';
@@ -12,26 +12,11 @@ import { TOKENS_FILE, TOKEN_PREFIX, TokenStore, createToken, joinPsk, parseToken
 import { concatBytes, toBase64Url, toHex, utf8Bytes } from '../../../src/util/bytes.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { decodeSigned, encodeCertBody, encodeSigned, encodeTokenBody, decodeTokenBody } from '../../../src/wire/index.js';
+import { expectMeshError } from '../../helpers/mesh-error.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const DAY = 86_400_000;
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
-
-function expectMeshError(fn: () => unknown, code: ErrorCode, messagePart?: RegExp | string): MeshError {
-  const err = caught(fn);
-  expect(err, 'expected a MeshError').toBeInstanceOf(MeshError);
-  expect((err as MeshError).code, (err as MeshError).message).toBe(code);
-  if (messagePart !== undefined) expect((err as MeshError).message).toMatch(messagePart);
-  return err as MeshError;
-}
 
 interface NodeKeys {
   signing: Ed25519Private;

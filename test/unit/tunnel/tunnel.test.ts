@@ -6,7 +6,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import type WebSocket from 'ws';
 import { Ed25519Private, X25519Private } from '../../../src/crypto/keys/index.js';
 import type { NoiseTransport } from '../../../src/crypto/noise/index.js';
-import { ErrorCodes, MeshError, isMeshError, type ErrorCode } from '../../../src/errors.js';
+import { ErrorCodes, MeshError, isMeshError } from '../../../src/errors.js';
 import { issueCert, meshIdOf, verifyCert, type VerifiedCert } from '../../../src/mesh/index.js';
 import {
   CloseCodes,
@@ -22,6 +22,7 @@ import {
 import { systemClock } from '../../../src/util/clock.js';
 import { seededRandom } from '../../../src/util/random.js';
 import type { Frame } from '../../../src/wire/index.js';
+import { expectMeshErrorValue as expectMeshError } from '../../helpers/mesh-error.js';
 
 /**
  * Two tunnel endpoints in one process over a real WebSocket on 127.0.0.1: a TunnelServer route on
@@ -70,11 +71,6 @@ function thrown(fn: () => unknown): unknown {
   return undefined;
 }
 
-function expectMeshError(err: unknown, code: ErrorCode, message?: RegExp): void {
-  expect(err).toBeInstanceOf(MeshError);
-  expect((err as MeshError).code).toBe(code);
-  if (message) expect((err as MeshError).message).toMatch(message);
-}
 
 function rawSocket(ws: WebSocket): Socket {
   return (ws as unknown as { _socket: Socket })._socket;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, MeshError, type ErrorCode } from '../../../src/errors.js';
+import { ErrorCodes } from '../../../src/errors.js';
 import {
   MAX_BATCH_BYTES,
   MAX_DATA_FRAME,
@@ -13,6 +13,7 @@ import {
   type StreamFrame,
 } from '../../../src/wire/index.js';
 import { concat, message, naiveBatch, naiveFrame, plain, varint } from './naive-proto.js';
+import { expectMeshError } from '../../helpers/mesh-error.js';
 
 function bytesOf(length: number, seed: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
@@ -46,19 +47,6 @@ const EVERY_KIND: Frame[] = [
   { kind: 'goaway', code: 'MESH_ERR_TUNNEL_CLOSED', message: 'agent stopping' },
 ];
 
-function expectMeshError(fn: () => unknown, code: ErrorCode, messagePart?: string | RegExp): MeshError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a throw').toBeInstanceOf(MeshError);
-  const err = thrown as MeshError;
-  expect(err.code, err.message).toBe(code);
-  if (messagePart !== undefined) expect(err.message).toMatch(messagePart);
-  return err;
-}
 
 describe('encodeBatch / decodeBatch round trips', () => {
   for (const frame of EVERY_KIND) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, MeshError } from '../../../src/errors.js';
+import { ErrorCodes } from '../../../src/errors.js';
 import {
   decodeCertBody,
   decodeHandshakePayload,
@@ -23,6 +23,7 @@ import {
   type TokenBody,
 } from '../../../src/wire/index.js';
 import { message, plain, varint, concat } from './naive-proto.js';
+import { expectMeshError } from '../../helpers/mesh-error.js';
 
 function filled(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);
@@ -74,15 +75,7 @@ const JOIN_REQUEST: JoinRequest = {
 };
 
 function expectMalformed(fn: () => unknown, messagePart: RegExp): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, 'expected a throw').toBeInstanceOf(MeshError);
-  expect((thrown as MeshError).code, (thrown as MeshError).message).toBe(ErrorCodes.MALFORMED_FRAME);
-  expect((thrown as MeshError).message).toMatch(messagePart);
+  expectMeshError(fn, ErrorCodes.MALFORMED_FRAME, messagePart);
 }
 
 describe('message round trips', () => {
