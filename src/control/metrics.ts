@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { ErrorCodes, MeshError } from '../errors.js';
+import { listenTcp } from '../tunnel/index.js';
 
 /**
  * Prometheus text exposition (format 0.0.4) of the agent's counters and gauges, and the optional
@@ -87,20 +87,9 @@ export class MetricsServer {
   }
 
   listen(): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        const code = err.code === 'EADDRINUSE' ? ErrorCodes.PORT_IN_USE : ErrorCodes.INVALID_CONFIG;
-        reject(new MeshError(code, `metrics listener ${this.#init.host}:${this.#init.port}: ${err.message}`, { cause: err }));
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(this.#init.port, this.#init.host, () => {
-        this.#server.off('error', onError);
-        const address = this.#server.address();
-        if (address === null || typeof address === 'string') return reject(new MeshError(ErrorCodes.INTERNAL, 'metrics listener has no address'));
-        resolve({ host: address.address, port: address.port });
-      });
-    });
+    return listenTcp(this.#server, this.#init.host, this.#init.port, 'metrics listener');
   }
+
 
   async close(): Promise<void> {
     if (this.#isClosed) return;

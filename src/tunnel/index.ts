@@ -7,3 +7,4 @@ export type { TunnelInit, TunnelStats } from './tunnel.js';
 export { TunnelServer } from './server.js';
 export type { TunnelServerInit } from './server.js';
 export { dialWebSocket, endpointUrl } from './dial.js';
+export { listenTcp } from './listen.js';

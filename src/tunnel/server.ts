@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ErrorCodes, MeshError } from '../errors.js';
+import { listenTcp } from './listen.js';
 import { NOISE_MAX_MESSAGE } from '../wire/index.js';
 
 /**
@@ -85,20 +85,9 @@ export class TunnelServer {
   }
 
   listen(): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        const code = err.code === 'EADDRINUSE' ? ErrorCodes.PORT_IN_USE : ErrorCodes.INVALID_CONFIG;
-        reject(new MeshError(code, `tunnel listener ${this.#init.host}:${this.#init.port}: ${err.message}`, { cause: err }));
-      };
-      this.#http.once('error', onError);
-      this.#http.listen(this.#init.port, this.#init.host, () => {
-        this.#http.off('error', onError);
-        const address = this.#http.address();
-        if (address === null || typeof address === 'string') return reject(new MeshError(ErrorCodes.INTERNAL, 'tunnel listener has no address'));
-        resolve({ host: address.address, port: address.port });
-      });
-    });
+    return listenTcp(this.#http, this.#init.host, this.#init.port, 'tunnel listener');
   }
+
 
   address(): { host: string; port: number } | undefined {
     const address = this.#http.address();
