@@ -4,7 +4,15 @@ export interface ServiceConfig {
   port: number;
   targetHost: string;
   targetPort: number;
+  /**
+   * Who may open streams to this service, checked by this (the providing) node against the
+   * opener's certificate: node names and `tag:<tag>` entries. null: every mesh member; []: no one
+   * (reachable only from this node itself).
+   */
+  allowFrom: string[] | null;
 }
+
+export type ForwardMode = 'bind' | 'nat';
 
 export interface DnsConfig {
   enable: boolean;
@@ -29,8 +37,12 @@ export interface AgentConfig {
   control: string;
   dns: DnsConfig;
   vipRange: string;
-  /** bind: listen on VIP:port; nat: reserved for nftables DNAT (SPEC §4a), not yet built. */
-  forwardMode: 'bind';
+  /**
+   * How VIP:port reaches the agent (SPEC §4a). bind: listen on VIP:port (no privileges; clashes
+   * with a local server on 0.0.0.0:port). nat: listen on 127.0.0.1 ports of the agent's choosing
+   * and DNAT VIP:port to them with nftables (needs CAP_NET_ADMIN and the nft command).
+   */
+  forwardMode: ForwardMode;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   tags: string[];
   /** Exposed services declared in config (merged with ones added by `expose`). */

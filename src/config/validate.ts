@@ -90,13 +90,25 @@ function stringList(value: unknown, field: string, check: (item: unknown, field:
 function validateService(name: string, value: unknown): ServiceConfig {
   const field = `services.${name}`;
   validateServiceName(name, field);
-  if (!isObject(value)) fail(field, value, 'an object { port, targetHost?, targetPort? }');
+  if (!isObject(value)) fail(field, value, 'an object { port, targetHost?, targetPort?, allowFrom? }');
   checkKeys(value, field, ['port', 'targetHost', 'targetPort', 'allowFrom']);
   const port = parsePort(value['port'], `${field}.port`);
   const targetHost = value['targetHost'] ?? '127.0.0.1';
   if (typeof targetHost !== 'string' || targetHost.length === 0) fail(`${field}.targetHost`, targetHost, 'a host name or address');
   const targetPort = value['targetPort'] === undefined || value['targetPort'] === null ? port : parsePort(value['targetPort'], `${field}.targetPort`);
-  return { port, targetHost, targetPort };
+  return { port, targetHost, targetPort, allowFrom: validateAllowFrom(value['allowFrom'], `${field}.allowFrom`) };
+}
+
+/** An allowFrom entry: a node name, or `tag:` and a tag (both DNS labels, as in certificates). */
+export function validateAccessRule(item: unknown, field: string): string {
+  if (typeof item === 'string' && item.startsWith('tag:') && isDnsLabel(item.slice(4))) return item;
+  if (typeof item === 'string' && isDnsLabel(item)) return item;
+  fail(field, item, "a node name or 'tag:<tag>' (DNS labels)");
+}
+
+function validateAllowFrom(value: unknown, field: string): string[] | null {
+  if (value === undefined || value === null) return null;
+  return [...new Set(stringList(value, field, validateAccessRule))];
 }
 
 export function validateConfig(input: unknown, hostName: string): AgentConfig {
@@ -151,8 +163,9 @@ export function validateConfig(input: unknown, hostName: string): AgentConfig {
     config.vipRange = range;
   }
   if (input['forwardMode'] !== undefined) {
-    if (input['forwardMode'] !== 'bind') fail('forwardMode', input['forwardMode'], "'bind' (nat mode is not built yet)");
-    config.forwardMode = 'bind';
+    const mode = input['forwardMode'];
+    if (mode !== 'bind' && mode !== 'nat') fail('forwardMode', mode, "'bind' or 'nat'");
+    config.forwardMode = mode;
   }
   if (input['logLevel'] !== undefined) {
     const level = input['logLevel'];

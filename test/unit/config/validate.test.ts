@@ -15,12 +15,12 @@ const FULL = {
   control: '/run/osmoda-mesh/test.sock',
   dns: { enable: false, listen: '127.77.0.54:5353', upstreams: ['1.1.1.1', '9.9.9.9:5353', '[2606:4700::1111]:53'], domain: 'internal' },
   vipRange: '127.88.0.0/16',
-  forwardMode: 'bind',
+  forwardMode: 'nat',
   logLevel: 'debug',
   tags: ['db', 'eu-west'],
   services: {
     cache: { port: 6379 },
-    web: { port: 80, targetHost: '10.0.0.9', targetPort: 8080 },
+    web: { port: 80, targetHost: '10.0.0.9', targetPort: 8080, allowFrom: ['proxy1', 'tag:net-front'] },
   },
   joinTokenFile: '/run/secrets/mesh-token',
   bootstrap: { meshName: 'prod' },
@@ -33,11 +33,11 @@ describe('validateConfig accepts', () => {
     const config = validateConfig(FULL, 'ignored-host');
     const expected: AgentConfig = {
       ...FULL,
-      forwardMode: 'bind',
+      forwardMode: 'nat',
       logLevel: 'debug',
       services: {
-        cache: { port: 6379, targetHost: '127.0.0.1', targetPort: 6379 },
-        web: { port: 80, targetHost: '10.0.0.9', targetPort: 8080 },
+        cache: { port: 6379, targetHost: '127.0.0.1', targetPort: 6379, allowFrom: null },
+        web: { port: 80, targetHost: '10.0.0.9', targetPort: 8080, allowFrom: ['proxy1', 'tag:net-front'] },
       },
     };
     expect(config).toEqual(expected);
@@ -76,9 +76,15 @@ describe('validateConfig accepts', () => {
     expect(validateConfig({ dns: { upstreams: [] } }, 'h').dns.upstreams).toEqual([]);
   });
 
+  it('allowFrom: an empty list (no one) stays empty, duplicates go', () => {
+    const config = validateConfig({ services: { a: { port: 1, allowFrom: [] }, b: { port: 2, allowFrom: ['web', 'tag:x', 'web'] } } }, 'h');
+    expect(config.services['a']?.allowFrom).toEqual([]);
+    expect(config.services['b']?.allowFrom).toEqual(['web', 'tag:x']);
+  });
+
   it('a port given as a digit string and null optionals', () => {
-    const config = validateConfig({ services: { db: { port: '5432', targetPort: null } }, nodeName: null, joinTokenFile: null, bootstrap: null }, 'h');
-    expect(config.services['db']).toEqual({ port: 5432, targetHost: '127.0.0.1', targetPort: 5432 });
+    const config = validateConfig({ services: { db: { port: '5432', targetPort: null, allowFrom: null } }, nodeName: null, joinTokenFile: null, bootstrap: null }, 'h');
+    expect(config.services['db']).toEqual({ port: 5432, targetHost: '127.0.0.1', targetPort: 5432, allowFrom: null });
     expect(config.nodeName).toBe('h');
   });
 
@@ -86,7 +92,7 @@ describe('validateConfig accepts', () => {
     const a = validateConfig({}, 'h');
     a.dns.listen = '127.0.0.1:1';
     a.tags.push('mutated');
-    a.services['x'] = { port: 1, targetHost: 'h', targetPort: 1 };
+    a.services['x'] = { port: 1, targetHost: 'h', targetPort: 1, allowFrom: null };
     const b = validateConfig({}, 'h');
     expect(b.dns.listen).toBe('127.77.0.53:53');
     expect(b.tags).toEqual([]);
@@ -115,7 +121,10 @@ describe('validateConfig rejects with INVALID_CONFIG naming the field', () => {
     ['vipRange prefix 31', { vipRange: '127.77.0.0/31' }, /config vipRange: .*got '127\.77\.0\.0\/31'/],
     ['vipRange without prefix', { vipRange: '127.77.0.0' }, /config vipRange/],
     ['bad logLevel', { logLevel: 'verbose' }, /config logLevel: expected one of fatal, error, warn, info, debug, trace, silent, got 'verbose'/],
-    ['forwardMode nat', { forwardMode: 'nat' }, /config forwardMode: expected 'bind'/],
+    ['forwardMode tun', { forwardMode: 'tun' }, /config forwardMode: expected 'bind' or 'nat', got 'tun'/],
+    ['allowFrom not a list', { services: { db: { port: 5432, allowFrom: 'web' } } }, /config services\.db\.allowFrom: expected a list, got 'web'/],
+    ['allowFrom with a bad tag', { services: { db: { port: 5432, allowFrom: ['web', 'tag:Bad Tag'] } } }, /config services\.db\.allowFrom\[1\]: expected a node name or 'tag:<tag>' \(DNS labels\), got 'tag:Bad Tag'/],
+    ['allowFrom with an empty tag', { services: { db: { port: 5432, allowFrom: ['tag:'] } } }, /services\.db\.allowFrom\[0\]: expected a node name or 'tag:<tag>'/],
     ['listen without a port', { listen: '0.0.0.0' }, /config listen: expected host:port/],
     ['listen port abc', { listen: '0.0.0.0:abc' }, /config listen: expected a port 1\.\.65535, got 'abc'/],
     ['dns.enable "yes"', { dns: { enable: 'yes' } }, /config dns\.enable: expected true or false, got 'yes'/],
