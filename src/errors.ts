@@ -7,6 +7,8 @@ export const ErrorCodes = {
   // bad input (config, CLI, control API bodies)
   INVALID_CONFIG: 'MESH_ERR_INVALID_CONFIG',
   INVALID_ARGUMENT: 'MESH_ERR_INVALID_ARGUMENT',
+  /** A Compose file that is not valid YAML or not valid Compose (`compose import`); names file:line. */
+  COMPOSE_INVALID: 'MESH_ERR_COMPOSE_INVALID',
   // wire and crypto
   MALFORMED_FRAME: 'MESH_ERR_MALFORMED_FRAME',
   FRAME_TOO_LARGE: 'MESH_ERR_FRAME_TOO_LARGE',
@@ -42,6 +44,10 @@ export const ErrorCodes = {
   PEER_DOWN: 'MESH_ERR_PEER_DOWN',
   PING_TIMEOUT: 'MESH_ERR_PING_TIMEOUT',
   DIAL_FAILED: 'MESH_ERR_DIAL_FAILED',
+  /** The providing node's allowFrom rule for the service does not match the opener. */
+  ACCESS_DENIED: 'MESH_ERR_ACCESS_DENIED',
+  /** nat mode (SPEC §4a) could not install or remove its nftables rules. */
+  NAT_SETUP: 'MESH_ERR_NAT_SETUP',
   PORT_IN_USE: 'MESH_ERR_PORT_IN_USE',
   VIP_EXHAUSTED: 'MESH_ERR_VIP_EXHAUSTED',
   DNS_MALFORMED: 'MESH_ERR_DNS_MALFORMED',

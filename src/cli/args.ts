@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { isDnsLabel, parseDurationMs, parseHostPort, validateEndpoint } from '../config/index.js';
+import { isDnsLabel, parseDurationMs, parseHostPort, validateAccessRule, validateEndpoint } from '../config/index.js';
 
 /**
  * Argument parsers for commander: a bad value raises InvalidArgumentError, which commander reports
@@ -47,4 +47,17 @@ export function collectEndpointArg(value: string, previous: string[] | undefined
     throw new InvalidArgumentError('expected a ws:// or wss:// URL without credentials, e.g. ws://203.0.113.7:18800/osmoda-mesh/v1.');
   }
   return [...(previous ?? []), value];
+}
+
+/** --allow-from web1,tag:frontend (repeatable): node names and tag:<tag> entries. */
+export function collectAccessRulesArg(value: string, previous: string[] | undefined): string[] {
+  const rules = value.split(',').map((r) => r.trim()).filter((r) => r.length > 0);
+  for (const rule of rules) {
+    try {
+      validateAccessRule(rule, 'allow-from');
+    } catch {
+      throw new InvalidArgumentError(`expected node names or tag:<tag> entries (DNS labels), got '${rule}'.`);
+    }
+  }
+  return [...(previous ?? []), ...rules];
 }

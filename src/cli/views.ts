@@ -58,9 +58,10 @@ export function renderServices(services: readonly ServiceView[]): string {
     formatList(s.ports.map(String)),
     renderProviders(s),
     s.local ? `${formatList(s.local.ports.map(String))} -> ${s.local.target}` : '-',
+    s.local === null ? '-' : s.local.allowFrom === null ? 'all' : s.local.allowFrom.length === 0 ? 'none' : formatList(s.local.allowFrom),
     s.problems.length === 0 ? '-' : s.problems.join('; '),
   ]);
-  return formatTable(['SERVICE', 'VIP', 'PORTS', 'PROVIDERS', 'LOCAL', 'PROBLEMS'], rows);
+  return formatTable(['SERVICE', 'VIP', 'PORTS', 'PROVIDERS', 'LOCAL', 'ALLOW', 'PROBLEMS'], rows);
 }
 
 export function isAnyPeerUp(peers: readonly PeerView[]): boolean {

@@ -54,7 +54,7 @@ export interface ServiceView {
   ports: number[];
   providers: ProviderView[];
   /** Set on the node that exposes it: the ports and, in the same order, the targets it dials ("127.0.0.1:5432"). */
-  local: { ports: number[]; target: string } | null;
+  local: { ports: number[]; target: string; allowFrom: string[] | null } | null;
   /** Problems on this node, e.g. "port 8080 on 127.77.3.4 in use by another process". */
   problems: string[];
 }
@@ -152,6 +152,8 @@ export interface ExposeRequest {
   port: number;
   /** "host:port" the provider dials; default 127.0.0.1:<port>. */
   target?: string;
+  /** Node names and `tag:<tag>` entries allowed to reach it; absent: every member. */
+  allowFrom?: string[];
 }
 
 export interface ExposeResponse {

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCodes, MeshError, type ErrorCode } from '../errors.js';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
-import { isDnsLabel, parseHostPort } from '../config/index.js';
+import { isDnsLabel, parseHostPort, validateAccessRule } from '../config/index.js';
 import {
   CONTROL_SCHEMA,
   type ControlHandlers,
@@ -166,7 +166,7 @@ export function parseJoinRequest(body: unknown): JoinRequestBody {
 }
 
 export function parseExposeRequest(body: unknown): ExposeRequest {
-  const obj = requireObject(body, ['name', 'port', 'target']);
+  const obj = requireObject(body, ['name', 'port', 'target', 'allowFrom']);
   const name = dnsLabelField(obj, 'name');
   const port = obj['port'];
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) invalid('port', describe(port), 'an integer 1..65535');
@@ -179,6 +179,17 @@ export function parseExposeRequest(body: unknown): ExposeRequest {
       invalid('target', describe(target), 'host:port, e.g. 127.0.0.1:5432');
     }
     request.target = target as string;
+  }
+  const allowFrom = obj['allowFrom'];
+  if (!isAbsent(allowFrom)) {
+    if (!Array.isArray(allowFrom) || allowFrom.length > 256) invalid('allowFrom', describe(allowFrom), 'a list of at most 256 node names or tag:<tag> entries');
+    request.allowFrom = allowFrom.map((rule, i) => {
+      try {
+        return validateAccessRule(rule, `allowFrom[${i}]`);
+      } catch {
+        return invalid(`allowFrom[${i}]`, describe(rule), "a node name or 'tag:<tag>'");
+      }
+    });
   }
   return request;
 }

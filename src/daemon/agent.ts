@@ -40,6 +40,8 @@ interface StoredExposure {
   port: number;
   targetHost: string;
   targetPort: number;
+  /** Absent in files written before access rules existed: every member. */
+  allowFrom?: string[] | null;
 }
 
 export interface AgentInit {
@@ -93,7 +95,7 @@ export class Agent {
       random: this.#random,
       logger: this.logger,
       tunnelConfig: this.#tunnelConfig,
-      onStream: (stream, open, peer) => this.#local.handleStream(stream, open, this.node.members().find((m) => m.nodeIdHex === peer)?.name ?? peer),
+      onStream: (stream, open, peer) => this.#local.handleStream(stream, open, peer),
       onChange: () => this.#scheduleRefresh(),
     });
     this.#local = new LocalServices({ logger: this.logger, metrics: this.node.metrics, connectTimeoutMs: 5_000 });
@@ -122,7 +124,7 @@ export class Agent {
   #exposures(): StoredExposure[] {
     const out = new Map<string, StoredExposure>();
     for (const [name, s] of Object.entries(this.config.services)) {
-      out.set(`${name}:${s.port}`, { name, port: s.port, targetHost: s.targetHost, targetPort: s.targetPort });
+      out.set(`${name}:${s.port}`, { name, port: s.port, targetHost: s.targetHost, targetPort: s.targetPort, allowFrom: s.allowFrom });
     }
     for (const [key, e] of this.#runtimeExposures) out.set(key, e);
     return [...out.values()];
@@ -133,7 +135,7 @@ export class Agent {
     for (const e of this.#exposures()) {
       let ports = byName.get(e.name);
       if (ports === undefined) byName.set(e.name, (ports = new Map()));
-      ports.set(e.port, { host: e.targetHost, port: e.targetPort });
+      ports.set(e.port, { host: e.targetHost, port: e.targetPort, allowFrom: e.allowFrom ?? null });
     }
     for (const existing of this.#local.all()) if (!byName.has(existing.name)) this.#local.delete(existing.name);
     for (const [name, ports] of byName) this.#local.set(name, ports);
@@ -194,6 +196,24 @@ export class Agent {
     this.#retryTimer = setInterval(() => void this.#forwarder.retryFailed(), 15_000);
     this.#retryTimer.unref();
     await this.#bootstrap();
+    this.#warnOnTagDrift();
+  }
+
+  /**
+   * Peers check allowFrom against the tags in this node's certificate, fixed when it joined; tags
+   * edited in the config later change nothing until the node joins again. Say so rather than let
+   * refusals look random.
+   */
+  #warnOnTagDrift(): void {
+    const cert = this.node.cert;
+    if (cert === undefined) return;
+    const inCert = [...new Set(cert.tags)].sort();
+    const inConfig = [...new Set(this.config.tags)].sort();
+    if (inCert.join(',') === inConfig.join(',')) return;
+    this.logger.warn(
+      { certTags: inCert, configTags: inConfig },
+      'config tags differ from the tags in this node\'s certificate; peers use the certificate\'s for allowFrom (join again with a new token to change them)',
+    );
   }
 
   async #bootstrap(): Promise<void> {
@@ -325,7 +345,11 @@ export class Agent {
       providers: this.node.providersOf(service).map((p) => ({ node: p.name, state: p.state })),
       local: local
         ? // the targets in the order of `ports`: "127.0.0.1:5432" or "10.0.0.9:80, 10.0.0.9:443"
-          { ports: targets.map(([port]) => port), target: targets.map(([, t]) => `${t.host}:${t.port}`).join(', ') }
+          {
+            ports: targets.map(([port]) => port),
+            target: targets.map(([, t]) => `${t.host}:${t.port}`).join(', '),
+            allowFrom: accessRulesOf(targets.map(([, t]) => t)),
+          }
         : null,
       problems: this.#forwarder.problemsOf(service),
     };
@@ -423,11 +447,12 @@ export class Agent {
         const name = validateServiceName(request.name, 'name');
         const port = parsePort(request.port, 'port');
         const target = request.target === undefined ? { host: '127.0.0.1', port } : parseHostPort(request.target, 'target', port);
-        this.#runtimeExposures.set(`${name}:${port}`, { name, port, targetHost: target.host, targetPort: target.port });
+        const allowFrom = request.allowFrom === undefined ? null : [...new Set(request.allowFrom)];
+        this.#runtimeExposures.set(`${name}:${port}`, { name, port, targetHost: target.host, targetPort: target.port, allowFrom });
         this.#saveExposures();
         this.#applyExposures();
         await this.#refresh();
-        this.logger.info({ service: name, port, target: `${target.host}:${target.port}` }, 'service exposed');
+        this.logger.info({ service: name, port, target: `${target.host}:${target.port}`, allowFrom }, 'service exposed');
         return { schema: CONTROL_SCHEMA, service: this.#serviceView(name, this.node.catalog().get(name) ?? [port]) };
       },
       unexpose: async ({ name }) => {
@@ -470,4 +495,17 @@ export class Agent {
     })();
     return this.#closing;
   }
+}
+
+/**
+ * One service's access rule for the views: rules are per port, but a service normally has one; if
+ * its ports differ, the union is shown (null, every member, wins).
+ */
+function accessRulesOf(targets: readonly LocalTarget[]): string[] | null {
+  const rules = new Set<string>();
+  for (const t of targets) {
+    if (t.allowFrom === null) return null;
+    for (const rule of t.allowFrom) rules.add(rule);
+  }
+  return [...rules].sort();
 }

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ErrorCodes } from '../errors.js';
-import type { MeshMetrics } from '../mesh/index.js';
+import type { MeshMetrics, PeerIdentity } from '../mesh/index.js';
 import type { MuxStream, StreamOpenInfo } from '../mux/index.js';
 import { splice } from './splice.js';
 
@@ -9,6 +9,14 @@ import { splice } from './splice.js';
 export interface LocalTarget {
   host: string;
   port: number;
+  /** Node names and `tag:<tag>` entries that may open streams to it; null: every member. */
+  allowFrom: readonly string[] | null;
+}
+
+/** True when the peer's certificate matches an allowFrom entry (null allows every member). */
+export function isAllowed(allowFrom: readonly string[] | null, peer: PeerIdentity): boolean {
+  if (allowFrom === null) return true;
+  return allowFrom.some((rule) => (rule.startsWith('tag:') ? peer.tags.includes(rule.slice(4)) : rule === peer.name));
 }
 
 export interface LocalService {
@@ -65,14 +73,22 @@ export class LocalServices {
   }
 
   /** MuxSession onStream handler. */
-  handleStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void {
-    const log = this.#init.logger.child({ service: open.service, port: open.port, peer, streamId: stream.id });
+  handleStream(stream: MuxStream, open: StreamOpenInfo, peer: PeerIdentity): void {
+    const log = this.#init.logger.child({ service: open.service, port: open.port, peer: peer.name, streamId: stream.id });
     stream.on('error', () => undefined); // errors are handled through splice / reject below
     const target = this.target(open.service, open.port);
     if (target === undefined) {
       this.#init.metrics.count('stream_refused_total', ErrorCodes.UNKNOWN_SERVICE);
       log.info('stream refused: service/port not exposed here');
       stream.reject(ErrorCodes.UNKNOWN_SERVICE, `${open.service}:${open.port} is not exposed on this node`);
+      return;
+    }
+    if (!isAllowed(target.allowFrom, peer)) {
+      // Compose networks as an access boundary (issue 4): refused before any dial, and said loudly
+      this.#init.metrics.count('stream_refused_total', ErrorCodes.ACCESS_DENIED);
+      this.#init.metrics.count('access_denied_total', open.service);
+      log.warn({ peerTags: peer.tags, allowFrom: target.allowFrom }, 'stream refused: peer not in the service\'s allowFrom');
+      stream.reject(ErrorCodes.ACCESS_DENIED, `${open.service}:${open.port} does not allow node ${peer.name} (allowFrom: ${target.allowFrom!.join(', ') || 'nobody'})`);
       return;
     }
     const socket = connect({ host: target.host, port: target.port });

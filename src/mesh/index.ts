@@ -1,6 +1,6 @@
 export { MeshNode, MESH_FILE, AUTHORITY_FILE, MEMBERS_FILE } from './node.js';
 export type { MeshNodeInit, Provider } from './node.js';
-export type { PeerState, PeerSnapshot } from './peers.js';
+export type { PeerState, PeerSnapshot, PeerIdentity } from './peers.js';
 export { MeshMetrics } from './metrics.js';
 export { issueCert, verifyCert, meshIdOf, DEFAULT_CERT_LIFETIME_MS } from './certs.js';
 export type { VerifiedCert } from './certs.js';

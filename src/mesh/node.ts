@@ -15,7 +15,7 @@ import { loadOrCreateIdentity, type NodeIdentity } from './identity.js';
 import { joinMesh, serveJoin } from './join.js';
 import { Membership, signRecord, type Member } from './membership.js';
 import { MeshMetrics } from './metrics.js';
-import { PeerManager, type PeerState } from './peers.js';
+import { PeerManager, type PeerIdentity, type PeerState } from './peers.js';
 import { ensureStateDir, readJsonFile, writeJsonFile } from './state-files.js';
 import { TokenStore, createToken, parseToken } from './tokens.js';
 
@@ -45,7 +45,7 @@ export interface MeshNodeInit {
   logger: Logger;
   tunnelConfig: TunnelConfig;
   muxConfig?: Partial<MuxConfig>;
-  onStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void;
+  onStream(stream: MuxStream, open: StreamOpenInfo, peer: PeerIdentity): void;
   /** Membership, a service list or a peer's state changed: names and forward recompute. */
   onChange(): void;
 }

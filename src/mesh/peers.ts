@@ -48,6 +48,13 @@ interface PeerEntry {
   everConnected: boolean;
 }
 
+/** A tunnel peer as its certificate (checked in the handshake) names it. */
+export interface PeerIdentity {
+  readonly nodeIdHex: string;
+  readonly name: string;
+  readonly tags: readonly string[];
+}
+
 export interface PeerManagerInit {
   identity: NodeIdentity;
   meshId: Uint8Array;
@@ -62,7 +69,7 @@ export interface PeerManagerInit {
   muxConfig?: Partial<MuxConfig>;
   metrics: MeshMetrics;
   /** A peer opened a stream to a service here (forward decides: dial the target or reject). */
-  onStream(stream: MuxStream, open: StreamOpenInfo, peer: string): void;
+  onStream(stream: MuxStream, open: StreamOpenInfo, peer: PeerIdentity): void;
   /** Membership changed (a new or updated record arrived). */
   onMembershipChange(): void;
   /**
@@ -227,6 +234,8 @@ export class PeerManager {
       this.#init.logger.info({ peer: cert.name }, 'endpoint now belongs to another member');
     }
     const dialerId = isDialer ? this.#init.identity.nodeIdHex : cert.nodeIdHex;
+    // what the authority vouched for in the handshake: the basis of per-service access rules
+    const peerIdentity: PeerIdentity = Object.freeze({ nodeIdHex: cert.nodeIdHex, name: cert.name, tags: Object.freeze([...cert.tags]) });
     const entry = this.#entry(cert.nodeIdHex);
     const log = this.#init.logger.child({ peer: cert.name });
     const existing = entry.connection;
@@ -261,7 +270,7 @@ export class PeerManager {
       config: { ...this.#init.muxConfig, tunnelHighWaterBytes: this.#init.tunnelConfig.highWaterBytes, isZeroCopySend: true },
       logger: log,
       clock: this.#init.clock,
-      onStream: (stream, open) => this.#init.onStream(stream, open, cert.nodeIdHex),
+      onStream: (stream, open) => this.#init.onStream(stream, open, peerIdentity),
       onProtocolError: (err) => {
         log.warn({ code: err.code, err: err.message }, 'peer broke the stream protocol: closing the tunnel');
         this.#init.metrics.count('protocol_error_total', err.code);

@@ -141,6 +141,20 @@ describe('expose and unexpose', () => {
     expect(stdout).toContain('exposed db on port 5432 -> 127.0.0.1:15432');
   });
 
+  it('sends --allow-from rules (comma-separated and repeated) and prints them', async () => {
+    const { code, stdout } = await h.run(['expose', 'db', '5432', '--allow-from', 'app1,tag:net-back', '--allow-from', 'ops']);
+    expect(code).toBe(0);
+    expect(h.stub.calls).toEqual([{ method: 'expose', arg: { name: 'db', port: 5432, allowFrom: ['app1', 'tag:net-back', 'ops'] } }]);
+    expect(stdout).toContain('only from: app1, tag:net-back, ops');
+  });
+
+  it('exits 2 on a bad --allow-from rule, sending nothing', async () => {
+    const { code, stderr } = await h.run(['expose', 'db', '5432', '--allow-from', 'app1,tag:Not Ok']);
+    expect(code).toBe(2);
+    expect(stderr).toContain("got 'tag:Not Ok'");
+    expect(h.stub.calls).toEqual([]);
+  });
+
   it.each([['db', '70000'], ['db', 'abc'], ['db', '0'], ['Bad_Name', '80']])('exits 2 on expose %s %s', async (name, port) => {
     const { code, stderr } = await h.run(['expose', name, port]);
     expect(code).toBe(2);

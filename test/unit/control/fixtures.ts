@@ -108,7 +108,7 @@ export function makeStub(): Stub {
     join: async (req) => (record('join', req), { schema: 1, mesh: 'prod', node: req.name ?? 'server2', wasAlreadyJoined: false }),
     expose: async (req) => (
       record('expose', req),
-      { schema: 1, service: { ...sampleService(req.name), local: { ports: [req.port], target: req.target ?? `127.0.0.1:${req.port}` } } }
+      { schema: 1, service: { ...sampleService(req.name), local: { ports: [req.port], target: req.target ?? `127.0.0.1:${req.port}`, allowFrom: req.allowFrom ?? null } } }
     ),
     unexpose: async (req) => (record('unexpose', req), { schema: 1, name: req.name, wasExposed: true }),
   };

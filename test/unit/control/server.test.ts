@@ -109,6 +109,8 @@ describe('ControlServer routes', () => {
     ['/v1/expose', { name: 'db', port: 70000 }, 'port'],
     ['/v1/expose', { port: 5432 }, 'name'],
     ['/v1/expose', { name: 'db', port: 5432, target: 'no port' }, 'target'],
+    ['/v1/expose', { name: 'db', port: 5432, allowFrom: 'web' }, 'allowFrom'],
+    ['/v1/expose', { name: 'db', port: 5432, allowFrom: ['web', 'tag:'] }, 'allowFrom[1]'],
     ['/v1/init', {}, 'mesh'],
     ['/v1/init', { mesh: 'Bad_Name' }, 'mesh'],
     ['/v1/tokens', { ttlMs: -5 }, 'ttlMs'],
