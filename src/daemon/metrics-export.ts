@@ -13,6 +13,7 @@ const COUNTERS: Record<string, { help: string; label: string | null }> = {
   join_refused_total: { help: 'Joins refused by this issuer, by reason.', label: 'reason' },
   stream_accepted_total: { help: 'Streams from peers accepted and connected to a local target, by service.', label: 'service' },
   stream_refused_total: { help: 'Streams from peers refused, by reason.', label: 'reason' },
+  access_denied_total: { help: "Streams from peers refused by the service's allowFrom rule, by service.", label: 'service' },
   forward_streams_total: { help: 'Local connections carried to a provider, by service.', label: 'service' },
   forward_failed_total: { help: 'Local connections reset because no provider could take them, by reason.', label: 'reason' },
   listener_failed_total: { help: 'Service listeners that could not bind (port clash), by errno.', label: 'reason' },
