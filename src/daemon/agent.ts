@@ -14,7 +14,7 @@ import {
 import { ControlServer, MetricsServer } from '../control/index.js';
 import { metricFamilies } from './metrics-export.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
-import { Forwarder, LocalServices, type LocalTarget } from '../forward/index.js';
+import { DEFAULT_NAT_TABLE, Forwarder, LocalServices, NatTable, type LocalTarget } from '../forward/index.js';
 import { MeshNode, readJsonFile, writeJsonFile } from '../mesh/index.js';
 import { DnsServer, HostsFileWriter, VipAllocator } from '../names/index.js';
 import { TunnelServer, verifyTunnelConfig, type TunnelConfig } from '../tunnel/index.js';
@@ -60,6 +60,7 @@ export class Agent {
   readonly #tunnelConfig: TunnelConfig;
   readonly node: MeshNode;
   readonly #local: LocalServices;
+  readonly #nat: NatTable | undefined;
   readonly #forwarder: Forwarder;
   readonly #vips: VipAllocator;
   readonly #hostsFile: HostsFileWriter | undefined;
@@ -99,7 +100,8 @@ export class Agent {
       onChange: () => this.#scheduleRefresh(),
     });
     this.#local = new LocalServices({ logger: this.logger, metrics: this.node.metrics, connectTimeoutMs: 5_000 });
-    this.#forwarder = new Forwarder({ node: this.node, local: this.#local, logger: this.logger, metrics: this.node.metrics });
+    this.#nat = init.config.forwardMode === 'nat' ? new NatTable({ table: DEFAULT_NAT_TABLE }) : undefined;
+    this.#forwarder = new Forwarder({ node: this.node, local: this.#local, logger: this.logger, metrics: this.node.metrics, nat: this.#nat });
     const vipJson = readJsonFile<unknown>(join(init.config.stateDir, VIPS_FILE), false);
     this.#vips = vipJson === undefined ? new VipAllocator({ cidr: init.config.vipRange }) : this.#loadVips(vipJson);
     for (const e of readJsonFile<{ services: StoredExposure[] }>(join(init.config.stateDir, SERVICES_FILE), false)?.services ?? []) {
@@ -147,6 +149,11 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    if (this.#nat !== undefined) {
+      // first, before anything binds: without CAP_NET_ADMIN or nft, nat mode cannot work at all
+      await this.#nat.apply([]);
+      this.logger.info({ table: this.#nat.table }, 'nat mode: nftables table ready');
+    }
     const listen = parseHostPort(this.config.listen, 'listen');
     this.#tunnelServer = new TunnelServer({
       host: listen.host,

@@ -6,6 +6,7 @@ import type { MuxStream } from '../mux/index.js';
 import { findListeningProcess } from './process-finder.js';
 import type { LocalServices } from './local-services.js';
 import { splice } from './splice.js';
+import type { NatTable } from './nat-table.js';
 
 /**
  * The client side of forward (SPEC §2, §4a bind mode): one listener on VIP:port for every port of
@@ -22,6 +23,8 @@ export interface ForwarderInit {
   local: LocalServices;
   logger: Logger;
   metrics: MeshMetrics;
+  /** nat mode (SPEC §4a): listen on 127.0.0.1 and DNAT VIP:port there; absent: bind mode. */
+  nat?: NatTable;
 }
 
 interface Listener {
@@ -30,6 +33,8 @@ interface Listener {
   vip: string;
   port: number;
   server: Server | undefined;
+  /** nat mode: the 127.0.0.1 port the server listens on, which VIP:port is DNATed to. */
+  localPort: number | null;
   problem: string | null;
   sockets: Set<Socket>;
 }
@@ -39,6 +44,8 @@ export class Forwarder {
   readonly #listeners = new Map<string, Listener>();
   readonly #roundRobin = new Map<string, number>();
   #isClosed = false;
+  /** nat mode: the last rule-set failure, shown as every listener's problem until a sync works. */
+  #natProblem: string | null = null;
 
   constructor(init: ForwarderInit) {
     this.#init = init;
@@ -61,6 +68,26 @@ export class Forwarder {
     }
     for (const [key, listener] of this.#listeners) if (!keep.has(key)) this.#closeListener(listener);
     await Promise.all(binds);
+    await this.#syncNat();
+  }
+
+  /** nat mode: makes the DNAT rules match the bound listeners (one atomic nft run). */
+  async #syncNat(): Promise<void> {
+    const nat = this.#init.nat;
+    if (nat === undefined || this.#isClosed) return;
+    const rules = [...this.#listeners.values()]
+      .filter((l) => l.localPort !== null)
+      .map((l) => ({ vip: l.vip, port: l.port, localPort: l.localPort! }));
+    try {
+      await nat.apply(rules);
+      if (this.#natProblem !== null) this.#init.logger.info({ table: nat.table, rules: rules.length }, 'nat rules installed again');
+      this.#natProblem = null;
+    } catch (err) {
+      const message = toMeshError(err).message;
+      if (this.#natProblem !== message) this.#init.logger.error({ table: nat.table, err: message }, 'nat rules not installed: mesh services unreachable by VIP on this node');
+      this.#natProblem = message;
+      this.#init.metrics.count('listener_failed_total', ErrorCodes.NAT_SETUP);
+    }
   }
 
   /** Retries listeners that failed to bind (the port may have been freed). */
@@ -72,19 +99,25 @@ export class Forwarder {
         return this.#listen(l.service, l.vip, l.port);
       }),
     );
+    if (failed.length > 0 || this.#natProblem !== null) await this.#syncNat();
   }
 
   problemsOf(service: string): string[] {
     const out: string[] = [];
-    for (const l of this.#listeners.values()) if (l.service === service && l.problem) out.push(l.problem);
+    for (const l of this.#listeners.values()) {
+      if (l.service !== service) continue;
+      if (l.problem) out.push(l.problem);
+      else if (this.#natProblem !== null && l.localPort !== null) out.push(`${l.vip}:${l.port}: ${this.#natProblem}`);
+    }
     return out;
   }
 
   #listen(service: string, vip: string, port: number): Promise<void> {
     const key = `${vip}:${port}`;
-    const listener: Listener = { key, service, vip, port, server: undefined, problem: null, sockets: new Set() };
+    const listener: Listener = { key, service, vip, port, server: undefined, localPort: null, problem: null, sockets: new Set() };
     this.#listeners.set(key, listener);
     const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.#onConnection(listener, socket));
+    if (this.#init.nat !== undefined) return this.#listenForNat(listener, server);
     return new Promise((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE') {
@@ -100,6 +133,24 @@ export class Forwarder {
       server.listen({ host: vip, port, exclusive: true }, () => {
         listener.server = server;
         this.#init.logger.debug({ service, vip, port }, 'service listener up');
+        resolve();
+      });
+    });
+  }
+
+  /** nat mode: any free port on 127.0.0.1; the DNAT rule (installed by #syncNat) points at it. */
+  #listenForNat(listener: Listener, server: Server): Promise<void> {
+    return new Promise((resolve) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        listener.problem = `cannot listen on 127.0.0.1 for ${listener.vip}:${listener.port}: ${err.message}`;
+        this.#init.metrics.count('listener_failed_total', err.code ?? 'error');
+        this.#init.logger.warn({ service: listener.service, vip: listener.vip, port: listener.port, err: listener.problem }, 'service listener failed');
+        resolve();
+      });
+      server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+        listener.server = server;
+        listener.localPort = (server.address() as { port: number }).port;
+        this.#init.logger.debug({ service: listener.service, vip: listener.vip, port: listener.port, localPort: listener.localPort }, 'service listener up (nat)');
         resolve();
       });
     });
@@ -184,7 +235,15 @@ export class Forwarder {
   }
 
   async close(): Promise<void> {
+    if (this.#isClosed) return;
     this.#isClosed = true;
     for (const listener of [...this.#listeners.values()]) this.#closeListener(listener);
+    if (this.#init.nat !== undefined) {
+      try {
+        await this.#init.nat.remove();
+      } catch (err) {
+        this.#init.logger.warn({ table: this.#init.nat.table, err: toMeshError(err).message }, 'nat table not removed');
+      }
+    }
   }
 }
