@@ -1,0 +1,67 @@
+# The osmoda-mesh agent and CLI, built from this repository.
+#
+#   nix-build -E 'with import <nixpkgs> { }; callPackage ./nix/package.nix { }'
+#
+# Dependencies come from package-lock.json through importNpmLock (one fixed-output fetch per
+# package, checked against the lockfile's integrity hashes), so there is no npmDepsHash to keep in
+# step by hand.
+{
+  lib,
+  buildNpmPackage,
+  importNpmLock,
+  nodejs_22,
+  # The Node.js the agent runs on; see README benchmarks (Node 20 against 22 and 24) before changing.
+  # Not called `nodejs`: callPackage would fill that from pkgs.nodejs and this default would never apply.
+  agentNodejs ? nodejs_22,
+}:
+let
+  root = ../.;
+  packageJson = lib.importJSON (root + "/package.json");
+
+  # What `npm run build` (tsc over src/) and the installed package (package.json "files") need.
+  # An allow-list, so tests, docs, benchmarks and nix/ itself never change the source hash.
+  # lib.cleanSourceWith rather than lib.fileset: fileset needs builtins Nix 2.8 lacks.
+  topLevel = [ "package.json" "package-lock.json" "tsconfig.json" "README.md" "LICENSE" "src" "proto" ];
+  src = lib.cleanSourceWith {
+    name = "osmoda-mesh-source";
+    src = root;
+    filter = path: type:
+      let rel = lib.removePrefix (toString root + "/") (toString path);
+      in lib.elem (lib.head (lib.splitString "/" rel)) topLevel && lib.cleanSourceFilter path type;
+  };
+
+  # npm writes no `resolved` URLs when omit-lockfile-registry-resolved is set (as on the machines
+  # this repository is developed on), and importNpmLock needs them: it fetches each package from
+  # its `resolved` URL and reads it for every dependency in package.json. A registry package's
+  # tarball URL follows from its name and version.
+  registry = "https://registry.npmjs.org";
+  lockedName = path: module: module.name or (lib.last (lib.splitString "node_modules/" path));
+  withResolved = path: module:
+    if path == "" || module ? resolved || module.link or false || module.inBundle or false then module
+    else
+      let name = lockedName path module;
+      in module // { resolved = "${registry}/${name}/-/${baseNameOf name}-${module.version}.tgz"; };
+  packageLock = lib.importJSON (root + "/package-lock.json");
+in
+buildNpmPackage {
+  pname = packageJson.name;
+  inherit (packageJson) version;
+  inherit src;
+  nodejs = agentNodejs;
+
+  npmDeps = importNpmLock {
+    npmRoot = src;
+    packageLock = packageLock // { packages = lib.mapAttrs withResolved packageLock.packages; };
+  };
+  npmConfigHook = importNpmLock.npmConfigHook;
+  # `tsc` into dist/; the bin osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto
+  # is installed beside dist/ ("files"), where src/wire/schema.ts finds it by walking up.
+  npmBuildScript = "build";
+
+  meta = {
+    description = packageJson.description;
+    license = lib.licenses.mit;
+    mainProgram = "osmoda-mesh";
+    platforms = lib.platforms.linux;
+  };
+}
