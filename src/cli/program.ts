@@ -13,6 +13,7 @@ import { registerExposeCommand } from './expose.js';
 import { registerUnexposeCommand } from './unexpose.js';
 import { registerResolveCommand } from './resolve.js';
 import { registerPingCommand } from './ping.js';
+import { registerRevokeCommand } from './revoke.js';
 
 /**
  * The whole command line. Output settings and exitOverride are set on the root before the verbs
@@ -43,6 +44,7 @@ export function buildProgram(deps: CliDeps): Command {
   registerUnexposeCommand(program, ctx);
   registerResolveCommand(program, ctx);
   registerPingCommand(program, ctx);
+  registerRevokeCommand(program, ctx);
   return program;
 }
 

@@ -21,6 +21,7 @@ export function renderNode(node: NodeView, nowMs: number): string {
     ['cert expires', formatExpiry(node.certExpiresAt, nowMs)],
     ['version', node.version],
   ];
+  if (node.revoked.length > 0) fields.push(['revoked', node.revoked.join(' ')]);
   if (node.certWarning) fields.push(['warning', node.certWarning]);
   return formatFields(fields);
 }

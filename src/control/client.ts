@@ -12,6 +12,8 @@ import {
   type JoinResponseBody,
   type PeersResponse,
   type PingRequest,
+  type RevokeRequest,
+  type RevokeResponse,
   type PingResponse,
   type TokenListResponse,
   type TokenRevokeRequest,
@@ -122,6 +124,10 @@ export class ControlClient {
   /** Pings go out one per second: allow for all of them plus the last one's timeout. */
   ping(request: PingRequest): Promise<PingResponse> {
     return this.call('POST /v1/ping', request, undefined, this.timeoutMs + (request.count ?? 1) * 1000);
+  }
+
+  revoke(request: RevokeRequest): Promise<RevokeResponse> {
+    return this.call('POST /v1/revoke', request);
   }
 
   join(request: JoinRequestBody): Promise<JoinResponseBody> {

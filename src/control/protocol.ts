@@ -23,6 +23,8 @@ export interface NodeView {
   certExpiresAt: string | null;
   /** Set when the certificate expires within 30 days and cannot be renewed (SPEC §3). */
   certWarning: string | null;
+  /** Names of the nodes on the mesh's revocation list. */
+  revoked: string[];
   version: string;
 }
 
@@ -127,6 +129,19 @@ export interface PingRequest {
   count?: number;
 }
 
+export interface RevokeRequest {
+  /** Name of the member to revoke. */
+  node: string;
+}
+
+export interface RevokeResponse {
+  schema: 1;
+  node: string;
+  nodeId: string;
+  /** Nodes on the revocation list now, this one included. */
+  revokedCount: number;
+}
+
 export interface PingResponse {
   schema: 1;
   node: string;
@@ -196,6 +211,7 @@ export interface ControlRoutes {
   'GET /v1/tokens': { request: undefined; response: TokenListResponse };
   'POST /v1/tokens/revoke': { request: TokenRevokeRequest; response: TokenRevokeResponse };
   'POST /v1/ping': { request: PingRequest; response: PingResponse };
+  'POST /v1/revoke': { request: RevokeRequest; response: RevokeResponse };
   'POST /v1/join': { request: JoinRequestBody; response: JoinResponseBody };
   'POST /v1/expose': { request: ExposeRequest; response: ExposeResponse };
   'POST /v1/unexpose': { request: UnexposeRequest; response: UnexposeResponse };
@@ -217,6 +233,7 @@ export interface ControlHandlers {
   listTokens(): Promise<TokenListResponse>;
   revokeToken(request: TokenRevokeRequest): Promise<TokenRevokeResponse>;
   ping(request: PingRequest): Promise<PingResponse>;
+  revoke(request: RevokeRequest): Promise<RevokeResponse>;
   join(request: JoinRequestBody): Promise<JoinResponseBody>;
   expose(request: ExposeRequest): Promise<ExposeResponse>;
   unexpose(request: UnexposeRequest): Promise<UnexposeResponse>;

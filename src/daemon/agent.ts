@@ -32,7 +32,6 @@ import { packageVersion } from './version.js';
 
 export const SERVICES_FILE = 'services.json';
 export const VIPS_FILE = 'vips.json';
-const CERT_WARNING_MS = 30 * 24 * 3600 * 1000;
 const DNS_TTL_SECONDS = 10;
 
 interface StoredExposure {
@@ -50,6 +49,8 @@ export interface AgentInit {
   clock?: Clock;
   random?: Random;
   tunnelConfig?: Partial<TunnelConfig>;
+  /** Certificate lifetime and renewal timing (tests shorten them; defaults: one year, 120 days, hourly). */
+  certTimings?: { lifetimeMs?: number; renewBeforeMs?: number; renewCheckMs?: number };
 }
 
 export class Agent {
@@ -97,6 +98,9 @@ export class Agent {
       logger: this.logger,
       tunnelConfig: this.#tunnelConfig,
       onStream: (stream, open, peer) => this.#local.handleStream(stream, open, peer),
+      ...(init.certTimings?.lifetimeMs === undefined ? {} : { certLifetimeMs: init.certTimings.lifetimeMs }),
+      ...(init.certTimings?.renewBeforeMs === undefined ? {} : { certRenewBeforeMs: init.certTimings.renewBeforeMs }),
+      ...(init.certTimings?.renewCheckMs === undefined ? {} : { certRenewCheckMs: init.certTimings.renewCheckMs }),
       onChange: () => this.#scheduleRefresh(),
     });
     this.#local = new LocalServices({ logger: this.logger, metrics: this.node.metrics, connectTimeoutMs: 5_000 });
@@ -370,10 +374,6 @@ export class Agent {
 
   status(): StatusResponse {
     const cert = this.node.cert;
-    let certWarning: string | null = null;
-    if (cert && cert.expiresAtMs - this.#clock.now() < CERT_WARNING_MS) {
-      certWarning = `certificate expires at ${new Date(cert.expiresAtMs).toISOString()}; ask an admin to renew it (rejoin with a new token)`;
-    }
     return {
       schema: CONTROL_SCHEMA,
       node: {
@@ -387,7 +387,8 @@ export class Agent {
         listen: this.config.listen,
         dns: this.config.dns.enable ? this.config.dns.listen : null,
         certExpiresAt: cert ? new Date(cert.expiresAtMs).toISOString() : null,
-        certWarning,
+        certWarning: this.node.certWarning(),
+        revoked: this.node.revokedNames(),
         version: packageVersion(),
       },
       peers: this.#peerViews(),
@@ -437,6 +438,10 @@ export class Agent {
         };
       },
       revokeToken: async ({ tokenId }) => ({ schema: CONTROL_SCHEMA, tokenId, wasKnown: this.node.revokeToken(tokenId) }),
+      revoke: async ({ node }) => {
+        const result = this.node.revoke(node);
+        return { schema: CONTROL_SCHEMA, node: result.name, nodeId: result.nodeIdHex, revokedCount: result.revokedCount };
+      },
       ping: async ({ node, count }) => {
         const rttMs: number[] = [];
         for (let i = 0; i < (count ?? 1); i++) {

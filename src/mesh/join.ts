@@ -144,6 +144,10 @@ export interface JoinIssuerInit {
   logger: Logger;
   /** The node id currently holding `name`, if any (names are unique in the mesh). */
   nameOwner(name: string): string | undefined;
+  /** Lifetime of the certificates issued (default DEFAULT_CERT_LIFETIME_MS). */
+  certLifetimeMs?: number;
+  /** True for a node id on the revocation list: it cannot come back, not even with a new token. */
+  isRevoked(nodeIdHex: string): boolean;
   members(): NodeRecordWire[];
   onRefused(code: string): void;
   onJoined(cert: VerifiedCert): void;
@@ -208,6 +212,11 @@ export async function serveJoin(ws: WebSocket, init: JoinIssuerInit): Promise<vo
       return;
     }
     const joinerId = toHex(nodeIdOf(request.ed25519Public));
+    if (init.isRevoked(joinerId)) {
+      // checked before the token is consumed: a revoked node must not use up someone's token
+      refuse(ErrorCodes.CERT_REVOKED, `this node (id ${joinerId}) was revoked from the mesh; a new identity (a fresh state dir) needs a new token`, transport);
+      return;
+    }
     const owner = init.nameOwner(request.name);
     if (owner !== undefined && owner !== joinerId) {
       refuse(ErrorCodes.NAME_TAKEN, `node name '${request.name}' is already taken in this mesh (join with --name)`, transport);
@@ -228,6 +237,7 @@ export async function serveJoin(ws: WebSocket, init: JoinIssuerInit): Promise<vo
       tags: request.tags,
       isAdmin: false,
       nowMs: init.clock.now(),
+      ...(init.certLifetimeMs === undefined ? {} : { lifetimeMs: init.certLifetimeMs }),
     });
     const cert = verifyCert(certBytes, { authorityPublic: init.authority.publicKey, nowMs: init.clock.now() });
     socket.send(transport.seal(encodeJoinResponse({ kind: 'accepted', cert: certBytes, authorityPublic: init.authority.publicKey, members: init.members() })));

@@ -55,6 +55,7 @@ export class Membership {
   readonly #authorityPublic: Uint8Array;
   readonly #members = new Map<string, Member>();
   readonly #selfId: string;
+  #revoked: ReadonlySet<string> = new Set();
 
   constructor(authorityPublic: Uint8Array, selfId: string) {
     this.#authorityPublic = authorityPublic;
@@ -68,11 +69,27 @@ export class Membership {
    */
   apply(wire: NodeRecordWire, nowMs: number, isOwnWrite = false): { result: ApplyResult; member: Member } {
     const member = verifyRecord(wire, this.#authorityPublic, nowMs);
+    if (this.#revoked.has(member.nodeIdHex)) {
+      throw new MeshError(ErrorCodes.CERT_REVOKED, `node record of '${member.name}': that node was revoked`, { wireReason: 'revoked' });
+    }
     if (member.nodeIdHex === this.#selfId && !isOwnWrite) return { result: 'own', member };
     const current = this.#members.get(member.nodeIdHex);
     if (current !== undefined && current.seq >= member.seq) return { result: 'stale', member: current };
     this.#members.set(member.nodeIdHex, member);
     return { result: current === undefined ? 'new' : 'updated', member };
+  }
+
+  /** Applies a revocation list: revoked members go, and their records are refused from now on. */
+  setRevoked(ids: ReadonlySet<string>): Member[] {
+    this.#revoked = ids;
+    const removed: Member[] = [];
+    for (const id of ids) {
+      const member = this.#members.get(id);
+      if (member === undefined || id === this.#selfId) continue;
+      this.#members.delete(id);
+      removed.push(member);
+    }
+    return removed;
   }
 
   get(nodeIdHex: string): Member | undefined {

@@ -7,7 +7,7 @@ import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import type { MuxConfig, MuxStream, StreamOpenInfo } from '../mux/index.js';
 import { CloseCodes, closeWs, type TunnelConfig } from '../tunnel/index.js';
 import { fromBase64Url, fromHex, toBase64Url, toHex } from '../util/bytes.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import type { NodeRecordWire, ServiceDecl } from '../wire/index.js';
 import { issueCert, meshIdOf, verifyCert, type VerifiedCert } from './certs.js';
@@ -18,6 +18,7 @@ import { MeshMetrics } from './metrics.js';
 import { PeerManager, type PeerIdentity, type PeerState } from './peers.js';
 import { ensureStateDir, readJsonFile, writeJsonFile } from './state-files.js';
 import { TokenStore, createToken, parseToken } from './tokens.js';
+import { signRevocations, verifyRevocations, type VerifiedRevocations } from './revocations.js';
 
 /**
  * This node's membership in a mesh: identity, certificate, authority (on admins), tokens,
@@ -27,6 +28,13 @@ import { TokenStore, createToken, parseToken } from './tokens.js';
 export const MESH_FILE = 'mesh.json';
 export const AUTHORITY_FILE = 'authority.key';
 export const MEMBERS_FILE = 'members.json';
+export const REVOCATIONS_FILE = 'revocations.json';
+
+/** Renew a certificate when less than this is left (a third of the default one-year lifetime). */
+export const DEFAULT_CERT_RENEW_BEFORE_MS = 120 * 24 * 3600 * 1000;
+/** `status` warns when this little is left: renewal has been failing for months by then. */
+export const CERT_WARN_BEFORE_MS = 30 * 24 * 3600 * 1000;
+const DEFAULT_CERT_RENEW_CHECK_MS = 3600 * 1000;
 
 interface MeshFile {
   version: 1;
@@ -46,6 +54,10 @@ export interface MeshNodeInit {
   tunnelConfig: TunnelConfig;
   muxConfig?: Partial<MuxConfig>;
   onStream(stream: MuxStream, open: StreamOpenInfo, peer: PeerIdentity): void;
+  /** Certificate lifetime, renewal window and check period; tests shorten them. */
+  certLifetimeMs?: number;
+  certRenewBeforeMs?: number;
+  certRenewCheckMs?: number;
   /** Membership, a service list or a peer's state changed: names and forward recompute. */
   onChange(): void;
 }
@@ -60,6 +72,7 @@ interface Joined {
   membership: Membership;
   peers: PeerManager;
   tokens: TokenStore | undefined;
+  revocations: VerifiedRevocations | undefined;
 }
 
 export interface Provider {
@@ -80,6 +93,7 @@ export class MeshNode {
   #ownRecord: NodeRecordWire | undefined;
   #pendingJoinHandshakes = 0;
   #isClosed = false;
+  #renewTimer: TimerHandle | undefined;
 
   constructor(init: MeshNodeInit) {
     this.#init = init;
@@ -104,6 +118,7 @@ export class MeshNode {
     const authorityFile = readJsonFile<{ ed25519Private: string }>(join(this.#init.stateDir, AUTHORITY_FILE), true);
     const authority = authorityFile ? Ed25519Private.fromPrivate(fromHex(authorityFile.ed25519Private)) : undefined;
     this.#setJoined(stored.meshName, authorityPublic, certBytes, cert, authority);
+    this.#loadRevocations();
     const membership = this.#joined!.membership;
     const fresh = this.#record();
     const skipped = membership.load(readJsonFile(join(this.#init.stateDir, MEMBERS_FILE), false), this.#init.clock.now());
@@ -136,6 +151,10 @@ export class MeshNode {
       },
       onPeerStateChange: () => this.#init.onChange(),
       onOwnRecordEcho: (seq) => this.#outrank(seq),
+      isRevoked: (nodeIdHex) => this.#joined?.revocations?.ids.has(nodeIdHex) ?? false,
+      revocations: () => this.#joined?.revocations?.bytes,
+      onRevocations: (bytes, fromPeer) => this.#applyRevocations(bytes, fromPeer),
+      onRenewal: (cert, fromPeer) => this.#adoptRenewal(cert, fromPeer),
     });
     this.#joined = {
       meshName,
@@ -147,6 +166,7 @@ export class MeshNode {
       membership,
       peers,
       tokens: authority ? new TokenStore(this.#init.stateDir) : undefined,
+      revocations: undefined,
     };
     this.#ownRecord = undefined;
     membership.apply(this.#record(), this.#init.clock.now(), true);
@@ -165,9 +185,174 @@ export class MeshNode {
     this.#init.logger.info({ seq: this.#seq }, 'a peer held a newer copy of our record: re-signed ours above it');
   }
 
-  /** Starts dialling members; call once the tunnel server listens. */
+  /** Starts dialling members and the certificate renewal checks; call once the tunnel server listens. */
   start(): void {
     this.#joined?.peers.sync();
+    this.#scheduleRenewCheck();
+  }
+
+  // ---- revocation ---------------------------------------------------------------------------
+
+  #loadRevocations(): void {
+    const joined = this.#joined!;
+    const path = join(this.#init.stateDir, REVOCATIONS_FILE);
+    const stored = readJsonFile<{ list?: string }>(path, false);
+    if (stored?.list === undefined) return;
+    const bytes = fromBase64Url(stored.list);
+    try {
+      if (bytes === undefined) throw new MeshError(ErrorCodes.STATE_DIR, 'not base64url');
+      this.#useRevocations(verifyRevocations(bytes, joined.authorityPublic));
+    } catch (err) {
+      // refusing to start would lock the node out; a peer sends the list again at the next tunnel
+      this.#init.logger.error({ file: path, err: toMeshError(err).message }, 'stored revocation list unusable; waiting for a peer to send it');
+    }
+  }
+
+  #useRevocations(list: VerifiedRevocations): Member[] {
+    const joined = this.#joined!;
+    joined.revocations = list;
+    const removed = joined.membership.setRevoked(list.ids);
+    for (const id of list.ids) joined.peers.cut(id, 'node revoked');
+    if (list.ids.has(this.identity.nodeIdHex)) {
+      this.#init.logger.error('this node was revoked from the mesh: peers refuse its tunnels (a new identity needs a new token)');
+    }
+    return removed;
+  }
+
+  /** A list from a peer (or our own revoke): applied when newer, then flooded on. */
+  #applyRevocations(bytes: Uint8Array, fromPeer: string | undefined): void {
+    const joined = this.#joined;
+    if (joined === undefined) return;
+    let list: VerifiedRevocations;
+    try {
+      list = verifyRevocations(bytes, joined.authorityPublic);
+    } catch (err) {
+      const error = toMeshError(err);
+      this.metrics.count('record_rejected_total', error.code);
+      this.#init.logger.warn({ code: error.code, err: error.message }, 'revocation list rejected');
+      return;
+    }
+    if (joined.revocations !== undefined && list.seq <= joined.revocations.seq) return; // known: the flood stops here
+    writeJsonFile(join(this.#init.stateDir, REVOCATIONS_FILE), { version: 1, list: toBase64Url(list.bytes) });
+    const removed = this.#useRevocations(list);
+    for (const member of removed) this.#init.logger.warn({ peer: member.name, nodeId: member.nodeIdHex }, 'member revoked: tunnel cut, services dropped');
+    this.metrics.count('revocations_applied_total', 'ok');
+    joined.peers.floodRevocations(list.bytes, fromPeer);
+    this.#saveMembers();
+    this.#init.onChange();
+  }
+
+  /** `revoke NODE` (admin only): adds the node to the signed list and spreads it. */
+  revoke(name: string): { name: string; nodeIdHex: string; revokedCount: number } {
+    const joined = this.#requireJoined();
+    if (joined.authority === undefined) {
+      throw new MeshError(ErrorCodes.NOT_ADMIN, 'only an admin node (one that holds the mesh authority key, i.e. ran `osmoda-mesh init`) can revoke nodes');
+    }
+    const member = joined.membership.byName(name);
+    if (member === undefined) throw new MeshError(ErrorCodes.NOT_FOUND, `no member named '${name}' (see \`osmoda-mesh peers\`)`);
+    if (member.nodeIdHex === this.identity.nodeIdHex) throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `'${name}' is this node; revoke it from another admin node`);
+    const previous = joined.revocations?.nodes ?? [];
+    const nodes = [...previous, { nodeId: member.cert.nodeId, name: member.name, revokedAtMs: this.#init.clock.now() }];
+    const seq = Math.max((joined.revocations?.seq ?? 0) + 1, this.#init.clock.now());
+    this.#applyRevocations(signRevocations(joined.authority, seq, nodes), undefined);
+    this.#init.logger.info({ peer: name, nodeId: member.nodeIdHex }, 'node revoked');
+    return { name, nodeIdHex: member.nodeIdHex, revokedCount: nodes.length };
+  }
+
+  /** Names of the revoked nodes (for status). */
+  revokedNames(): string[] {
+    return (this.#joined?.revocations?.nodes ?? []).map((n) => n.name).sort();
+  }
+
+  // ---- certificate renewal ------------------------------------------------------------------
+
+  #scheduleRenewCheck(): void {
+    if (this.#isClosed || this.#renewTimer !== undefined) return;
+    this.#renewTimer = this.#init.clock.setTimeout(() => {
+      this.#renewTimer = undefined;
+      try {
+        this.renewDueCertificates();
+      } catch (err) {
+        this.#init.logger.error({ err: toMeshError(err).message }, 'certificate renewal check failed');
+      }
+      this.#scheduleRenewCheck();
+    }, this.#init.certRenewCheckMs ?? DEFAULT_CERT_RENEW_CHECK_MS);
+  }
+
+  /**
+   * On an admin node: re-issues every certificate (its own and its connected members') that
+   * expires within the renewal window, same keys, name and tags, and sends each to its node.
+   * Existing tunnels and streams are untouched; the new certificate is used from the next
+   * handshake and in the node's re-signed record. Returns the names renewed.
+   */
+  renewDueCertificates(): string[] {
+    const joined = this.#joined;
+    if (joined?.authority === undefined || this.#isClosed) return [];
+    const now = this.#init.clock.now();
+    const renewBefore = this.#init.certRenewBeforeMs ?? DEFAULT_CERT_RENEW_BEFORE_MS;
+    const renewed: string[] = [];
+    for (const member of joined.membership.all()) {
+      if (member.cert.expiresAtMs - now > renewBefore || joined.revocations?.ids.has(member.nodeIdHex)) continue;
+      const isSelf = member.nodeIdHex === this.identity.nodeIdHex;
+      const cert = isSelf ? joined.cert : member.cert;
+      const certBytes = issueCert(joined.authority, {
+        meshName: joined.meshName,
+        name: cert.name,
+        ed25519Public: cert.ed25519Public,
+        x25519Public: cert.x25519Public,
+        tags: cert.tags,
+        isAdmin: cert.isAdmin,
+        nowMs: now,
+        ...(this.#init.certLifetimeMs === undefined ? {} : { lifetimeMs: this.#init.certLifetimeMs }),
+      });
+      if (isSelf) this.#adoptRenewal(certBytes, undefined);
+      else if (!joined.peers.sendRenewal(member.nodeIdHex, certBytes)) continue;
+      renewed.push(cert.name);
+    }
+    if (renewed.length > 0) this.#init.logger.info({ nodes: renewed }, 'certificates renewed');
+    return renewed;
+  }
+
+  /** Takes a renewed certificate for this node if it is genuine and later than the current one. */
+  #adoptRenewal(certBytes: Uint8Array, fromPeer: string | undefined): void {
+    const joined = this.#joined;
+    if (joined === undefined) return;
+    let cert: VerifiedCert;
+    try {
+      cert = verifyCert(certBytes, { authorityPublic: joined.authorityPublic, nowMs: this.#init.clock.now(), expectedX25519: this.identity.noise.publicKey });
+      if (cert.nodeIdHex !== this.identity.nodeIdHex || cert.name !== joined.cert.name) {
+        throw new MeshError(ErrorCodes.CERT_INVALID, `renewal is for '${cert.name}' (${cert.nodeIdHex}), not this node`);
+      }
+      if (cert.expiresAtMs <= joined.cert.expiresAtMs) return; // an old or duplicate renewal
+    } catch (err) {
+      const error = toMeshError(err);
+      this.metrics.count('record_rejected_total', error.code);
+      this.#init.logger.warn({ from: fromPeer, code: error.code, err: error.message }, 'certificate renewal rejected');
+      return;
+    }
+    joined.cert = cert;
+    joined.certBytes = certBytes;
+    this.#saveMesh();
+    // peers learn the new expiry from our re-signed record; tunnels and streams stay as they are
+    this.#ownRecord = undefined;
+    const record = this.#record();
+    joined.membership.apply(record, this.#init.clock.now(), true);
+    this.#saveMembers();
+    joined.peers.broadcast(record);
+    this.metrics.count('cert_renewed_total', 'ok');
+    this.#init.logger.info({ expiresAt: new Date(cert.expiresAtMs).toISOString() }, 'certificate renewed');
+    this.#init.onChange();
+  }
+
+  /** A warning for `status` when this node's certificate is close to expiry (renewal failing). */
+  certWarning(): string | null {
+    const cert = this.#joined?.cert;
+    if (cert === undefined) return null;
+    const leftMs = cert.expiresAtMs - this.#init.clock.now();
+    if (leftMs > CERT_WARN_BEFORE_MS) return null;
+    const at = new Date(cert.expiresAtMs).toISOString();
+    if (leftMs <= 0) return `this node's certificate expired at ${at}; peers refuse it (join again with a new token)`;
+    return `this node's certificate expires at ${at} (in ${Math.ceil(leftMs / 86_400_000)} days) and has not been renewed: keep an admin node reachable, or join again with a new token`;
   }
 
   get isJoined(): boolean {
@@ -259,6 +444,7 @@ export class MeshNode {
       tags: this.#init.tags,
       isAdmin: true,
       nowMs: this.#init.clock.now(),
+      ...(this.#init.certLifetimeMs === undefined ? {} : { lifetimeMs: this.#init.certLifetimeMs }),
     });
     const cert = verifyCert(certBytes, { authorityPublic: authority.publicKey, nowMs: this.#init.clock.now() });
     this.#setJoined(meshName, authority.publicKey, certBytes, cert, authority);
@@ -392,6 +578,8 @@ export class MeshNode {
       timeoutMs: this.#init.tunnelConfig.handshakeTimeoutMs,
       logger: this.#init.logger.child({ stage: 'join' }),
       nameOwner: (name) => joined.membership.byName(name)?.nodeIdHex,
+      isRevoked: (nodeIdHex) => joined.revocations?.ids.has(nodeIdHex) ?? false,
+      ...(this.#init.certLifetimeMs === undefined ? {} : { certLifetimeMs: this.#init.certLifetimeMs }),
       members: () => joined.membership.records(),
       onRefused: (code) => this.metrics.count('join_refused_total', code),
       onJoined: () => this.metrics.count('join_accepted_total', 'ok'),
@@ -448,6 +636,8 @@ export class MeshNode {
   async close(): Promise<void> {
     if (this.#isClosed) return;
     this.#isClosed = true;
+    if (this.#renewTimer !== undefined) this.#init.clock.clearTimeout(this.#renewTimer);
+    this.#renewTimer = undefined;
     await this.#joined?.peers.close();
   }
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { TUNNEL_PATH } from '../config/index.js';
-import { ErrorCodes, MeshError, isMeshError, toMeshError } from '../errors.js';
+import { ErrorCodes, MeshError, toMeshError, type ErrorCode } from '../errors.js';
 import { MuxSession, type MuxConfig, type MuxStream, type StreamOpenInfo } from '../mux/index.js';
 import {
   CloseCodes,
@@ -79,6 +79,14 @@ export interface PeerManagerInit {
   onOwnRecordEcho(seq: number): void;
   /** A tunnel came up or went down. */
   onPeerStateChange(nodeIdHex: string, state: PeerState): void;
+  /** True for a node on the mesh's revocation list: its handshakes are refused. */
+  isRevoked(nodeIdHex: string): boolean;
+  /** The current encoded revocation list, sent to every peer when a tunnel comes up. */
+  revocations(): Uint8Array | undefined;
+  /** A peer sent a revocation list (maybe one we have): the node verifies and applies it. */
+  onRevocations(bytes: Uint8Array, fromPeer: string): void;
+  /** A peer (an admin) sent this node a renewed certificate. */
+  onRenewal(cert: Uint8Array, fromPeer: string): void;
 }
 
 export interface PeerSnapshot {
@@ -97,6 +105,11 @@ export interface PeerSnapshot {
 const INITIAL_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
 const GOSSIP_CHUNK = 64;
+/**
+ * A message from the peer that did not decrypt or decode closes its tunnel (Tunnel) and is counted
+ * as a protocol error; mux violations are counted where the session reports them.
+ */
+const UNDECODABLE: ReadonlySet<ErrorCode> = new Set([ErrorCodes.MALFORMED_FRAME, ErrorCodes.FRAME_TOO_LARGE, ErrorCodes.NOISE_DECRYPT]);
 
 export class PeerManager {
   readonly #init: PeerManagerInit;
@@ -179,10 +192,9 @@ export class PeerManager {
         } catch (err) {
           const error = toMeshError(err, ErrorCodes.DIAL_FAILED);
           entry.lastError = error.message;
+          // a certificate we refused was counted in #verifyRemote; a 4002 from the peer means it
+          // refused ours, which is not a peer rejected here (it was counted twice before)
           log.debug({ endpoint: url, code: error.code, err: error.message }, 'dial failed');
-          if (isMeshError(error, ErrorCodes.CERT_UNTRUSTED) || isMeshError(error, ErrorCodes.CERT_EXPIRED)) {
-            this.#init.metrics.count('peer_rejected_total', error.code);
-          }
         }
       }
     } finally {
@@ -289,6 +301,7 @@ export class PeerManager {
     tunnel.onFrame((frame) => this.#onFrame(cert.nodeIdHex, connection, frame));
     tunnel.onDrain(() => session.onTunnelDrain());
     tunnel.onClose((err) => {
+      if (err instanceof MeshError && UNDECODABLE.has(err.code)) this.#init.metrics.count('protocol_error_total', err.code);
       session.destroy(new MeshError(ErrorCodes.TUNNEL_CLOSED, `tunnel to ${cert.name} closed${err ? `: ${err.message}` : ''}`));
       if (entry.connection !== connection) return;
       entry.connection = undefined;
@@ -301,18 +314,28 @@ export class PeerManager {
     this.#init.metrics.count('tunnel_up_total', 'ok');
     tunnel.pingNow();
     this.#sendGossip(tunnel, this.#init.membership.records());
+    const revocations = this.#init.revocations();
+    if (revocations !== undefined) tunnel.send({ kind: 'gossip', records: [], revocations });
     this.#init.onPeerStateChange(cert.nodeIdHex, 'up');
   }
 
   #verifyRemote(payloadBytes: Uint8Array, remoteStatic: Uint8Array, onCertVerified: (cert: VerifiedCert) => void): VerifiedCert {
-    const payload = decodeHandshakePayload(payloadBytes);
+    let payload: ReturnType<typeof decodeHandshakePayload>;
     let cert: VerifiedCert;
     try {
+      payload = decodeHandshakePayload(payloadBytes);
       cert = verifyCert(payload.cert, { authorityPublic: this.#init.authorityPublic, nowMs: this.#init.clock.now(), expectedX25519: remoteStatic });
+      if (this.#init.isRevoked(cert.nodeIdHex)) {
+        throw new MeshError(ErrorCodes.CERT_REVOKED, `node '${cert.name}' was revoked`, { wireReason: 'revoked' });
+      }
     } catch (err) {
       const error = toMeshError(err, ErrorCodes.CERT_INVALID);
+      // SPEC §3: close, log the reason, count it. The label is the short wire reason
+      // (untrusted-cert, wrong-mesh, expired-cert, key-mismatch, bad-cert, malformed).
+      const wireReason = error.wireReason ?? error.code;
       this.#init.metrics.count('peer_rejected_total', error.code);
-      this.#init.logger.warn({ code: error.code, reason: error.message }, 'peer rejected: certificate');
+      this.#init.metrics.count('handshake_rejected_total', wireReason);
+      this.#init.logger.warn({ code: error.code, reason: error.message, wireReason }, 'peer rejected: certificate');
       throw error;
     }
     if (cert.nodeIdHex === this.#init.identity.nodeIdHex) {
@@ -328,7 +351,44 @@ export class PeerManager {
       connection.session.handleFrame(frame);
       return;
     }
-    if (frame.kind === 'gossip') this.#applyRecords(frame.records, peerId);
+    if (frame.kind === 'gossip') {
+      if (frame.records.length > 0) this.#applyRecords(frame.records, peerId);
+      if (frame.revocations !== undefined) this.#init.onRevocations(frame.revocations, peerId);
+    } else if (frame.kind === 'renewal') {
+      this.#init.onRenewal(frame.cert, peerId);
+    }
+  }
+
+  /** Floods a (new) revocation list to every connected peer but the one it came from. */
+  floodRevocations(bytes: Uint8Array, exceptPeer: string | undefined): void {
+    for (const [id, entry] of this.#peers) {
+      if (id === exceptPeer || !entry.connection?.tunnel.isOpen) continue;
+      entry.connection.tunnel.send({ kind: 'gossip', records: [], revocations: bytes });
+    }
+  }
+
+  /** Sends a renewed certificate to a connected peer; false when its tunnel is not up. */
+  sendRenewal(nodeIdHex: string, cert: Uint8Array): boolean {
+    const tunnel = this.#peers.get(nodeIdHex)?.connection?.tunnel;
+    if (tunnel === undefined || !tunnel.isOpen) return false;
+    tunnel.send({ kind: 'renewal', cert });
+    return true;
+  }
+
+  /** Cuts a revoked node off: its tunnel closes now, and it is never dialled again. */
+  cut(nodeIdHex: string, reason: string): void {
+    const entry = this.#peers.get(nodeIdHex);
+    if (entry === undefined) return;
+    this.#peers.delete(nodeIdHex);
+    if (entry.dialTimer !== undefined) this.#init.clock.clearTimeout(entry.dialTimer);
+    entry.dialTimer = undefined;
+    const connection = entry.connection;
+    entry.connection = undefined;
+    if (connection !== undefined) {
+      connection.session.destroy(new MeshError(ErrorCodes.CERT_REVOKED, reason));
+      connection.tunnel.destroy(new MeshError(ErrorCodes.CERT_REVOKED, reason, { wireReason: 'revoked' }));
+      this.#init.onPeerStateChange(nodeIdHex, 'down');
+    }
   }
 
   #applyRecords(records: NodeRecordWire[], fromPeer: string | undefined): void {

@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { writeFileAtomicRaw } from '../util/atomic-file.js';
 import { ErrorCodes, MeshError } from '../errors.js';
 
@@ -10,12 +11,29 @@ import { ErrorCodes, MeshError } from '../errors.js';
 
 export function ensureStateDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDir(dir);
     const st = statSync(dir);
     if (!st.isDirectory()) throw new Error('not a directory');
     if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
   } catch (err) {
     throw new MeshError(ErrorCodes.STATE_DIR, `state dir ${dir}: ${(err as Error).message} (check that it exists, is a directory and is writable by the agent)`, { cause: err });
+  }
+}
+
+/**
+ * `mkdir -p`, but with the real reason when it fails: Node 20's recursive mkdirSync reports ENOENT
+ * when the parent is on a read-only file system (EROFS), which sent users looking for a missing
+ * directory. Creating the missing components one by one surfaces the kernel's own error.
+ */
+function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const missing: string[] = [];
+    for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+    // throws the kernel's error; if every component could be made after all, the dir is there
+    for (const d of missing) mkdirSync(d, { mode: 0o700 });
   }
 }
 

@@ -1,4 +1,5 @@
 import { ErrorCodes, MeshError } from '../errors.js';
+import { defaultRateLimiterConfig } from './rate-limiter.js';
 
 /** Tunnel limits and timers (SPEC §4), each with its default and the reason for it. */
 export interface TunnelConfig {
@@ -18,6 +19,13 @@ export interface TunnelConfig {
   lowWaterBytes: number;
   /** Handshakes in progress at once on the server; more are refused with 503 (bounded work). */
   maxPendingHandshakes: number;
+  /**
+   * New connections per second one source address (IPv6: one /64) may open on the tunnel port;
+   * more are refused with 429 before any upgrade or Noise work (AddressRateLimiter).
+   */
+  handshakeRatePerSecond: number;
+  /** How many connections a quiet source may open at once before the rate applies. */
+  handshakeBurst: number;
 }
 
 export const defaultTunnelConfig: TunnelConfig = {
@@ -32,6 +40,8 @@ export const defaultTunnelConfig: TunnelConfig = {
   highWaterBytes: 4 * 1024 * 1024,
   lowWaterBytes: 1024 * 1024,
   maxPendingHandshakes: 64,
+  handshakeRatePerSecond: defaultRateLimiterConfig.ratePerSecond,
+  handshakeBurst: defaultRateLimiterConfig.burst,
 };
 
 export function verifyTunnelConfig(partial: Partial<TunnelConfig> = {}): TunnelConfig {

@@ -8,3 +8,5 @@ export { TunnelServer } from './server.js';
 export type { TunnelServerInit } from './server.js';
 export { dialWebSocket, endpointUrl } from './dial.js';
 export { listenTcp } from './listen.js';
+export { AddressRateLimiter, defaultRateLimiterConfig, sourceKey } from './rate-limiter.js';
+export type { RateLimiterConfig } from './rate-limiter.js';

@@ -1,4 +1,4 @@
-import { MAX_BATCH_BYTES, MAX_DATA_FRAME, MAX_FRAMES_PER_BATCH, MAX_RECORDS_PER_GOSSIP, MAX_TEXT_FIELD } from './limits.js';
+import { MAX_BATCH_BYTES, MAX_DATA_FRAME, MAX_FRAMES_PER_BATCH, MAX_RECORDS_PER_GOSSIP, MAX_REVOCATION_LIST_BYTES, MAX_TEXT_FIELD } from './limits.js';
 import { bytesField, decodeOrThrow, malformed, textField, uint64ToNumber } from './decode-guard.js';
 import { WireTypes } from './schema.js';
 import type { NodeRecordWire } from './messages.js';
@@ -15,7 +15,10 @@ export type Frame =
   | { kind: 'reset'; streamId: number; code: string; message: string }
   | { kind: 'ping'; id: number }
   | { kind: 'pong'; id: number }
-  | { kind: 'gossip'; records: NodeRecordWire[] }
+  /** records: signed node records; revocations: the sender's encoded SignedRevocationList, if any. */
+  | { kind: 'gossip'; records: NodeRecordWire[]; revocations?: Uint8Array }
+  /** A renewed certificate for the receiver, from an admin node (encoded SignedCert). */
+  | { kind: 'renewal'; cert: Uint8Array }
   | { kind: 'rekey' }
   | { kind: 'goaway'; code: string; message: string };
 
@@ -44,7 +47,9 @@ function toProto(frame: Frame): Record<string, unknown> {
     case 'pong':
       return { pong: { id: frame.id } };
     case 'gossip':
-      return { gossip: { records: frame.records } };
+      return { gossip: frame.revocations === undefined ? { records: frame.records } : { records: frame.records, revocations: frame.revocations } };
+    case 'renewal':
+      return { renewal: { cert: frame.cert } };
     case 'rekey':
       return { rekey: {} };
     case 'goaway':
@@ -197,13 +202,24 @@ function decodeFrame(raw: Record<string, unknown>, index: number): Frame {
       if (records.length > MAX_RECORDS_PER_GOSSIP) {
         throw malformed(what, `gossip: ${records.length} records, at most ${MAX_RECORDS_PER_GOSSIP}`);
       }
-      return {
+      const gossip: Frame = {
         kind: 'gossip',
         records: records.map((r, i) => ({
           body: bytesField(r['body'], `${what}.gossip.records[${i}].body`, undefined, 16384),
           signature: bytesField(r['signature'], `${what}.gossip.records[${i}].signature`, 64),
         })),
       };
+      const revocations = (raw['gossip'] as Record<string, unknown>)['revocations'];
+      if (revocations instanceof Uint8Array && revocations.length > 0) {
+        gossip.revocations = bytesField(revocations, `${what}.gossip.revocations`, undefined, MAX_REVOCATION_LIST_BYTES + 128);
+      }
+      return gossip;
+    }
+    case 'renewal': {
+      needNoStream();
+      const cert = bytesField((raw['renewal'] as Record<string, unknown>)['cert'], `${what}.renewal.cert`, undefined, 16384);
+      if (cert.length === 0) throw malformed(what, 'renewal without a certificate');
+      return { kind: 'renewal', cert };
     }
     case 'rekey':
       needNoStream();

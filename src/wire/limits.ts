@@ -17,3 +17,7 @@ export const MAX_FRAMES_PER_BATCH = 4096;
 export const MAX_RECORDS_PER_GOSSIP = 1024;
 /** Longest service name, reason or code string accepted from a peer. */
 export const MAX_TEXT_FIELD = 1024;
+/** Revoked nodes in one revocation list: the list travels in one gossip frame (one message). */
+export const MAX_REVOKED_NODES = 256;
+/** Largest encoded revocation list (body): fits a transport message beside a few records. */
+export const MAX_REVOCATION_LIST_BYTES = 32_768;

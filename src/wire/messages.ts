@@ -1,4 +1,4 @@
-import { MAX_RECORDS_PER_GOSSIP, MAX_TEXT_FIELD } from './limits.js';
+import { MAX_RECORDS_PER_GOSSIP, MAX_REVOCATION_LIST_BYTES, MAX_REVOKED_NODES, MAX_TEXT_FIELD } from './limits.js';
 import { bytesField, decodeOrThrow, malformed, textField, textList, uint64ToNumber } from './decode-guard.js';
 import { WireTypes } from './schema.js';
 
@@ -12,6 +12,20 @@ export interface Signed {
 export type SignedCertWire = Signed;
 export type SignedTokenWire = Signed;
 export type NodeRecordWire = Signed;
+export type SignedRevocationListWire = Signed;
+
+export interface RevokedNode {
+  nodeId: Uint8Array;
+  name: string;
+  revokedAtMs: number;
+}
+
+export interface RevocationListBody {
+  version: number;
+  meshId: Uint8Array;
+  seq: number;
+  nodes: RevokedNode[];
+}
 
 export interface NodeCertBody {
   version: number;
@@ -78,21 +92,50 @@ const MAX_ENDPOINTS = 16;
 const MAX_TAGS = 32;
 const MAX_SERVICES = 256;
 
-function signed(raw: Record<string, unknown>, what: string): Signed {
+function signed(raw: Record<string, unknown>, what: string, maxBody = 16384): Signed {
   return {
-    body: bytesField(raw['body'], `${what}.body`, undefined, 16384),
+    body: bytesField(raw['body'], `${what}.body`, undefined, maxBody),
     signature: bytesField(raw['signature'], `${what}.signature`, 64),
   };
 }
 
-export function encodeSigned(kind: 'cert' | 'token' | 'record', value: Signed): Uint8Array {
-  const type = kind === 'cert' ? WireTypes.SignedCert : kind === 'token' ? WireTypes.SignedToken : WireTypes.NodeRecord;
-  return type.encode(value).finish();
+export type SignedKind = 'cert' | 'token' | 'record' | 'revocations';
+
+const SIGNED_TYPES = {
+  cert: WireTypes.SignedCert,
+  token: WireTypes.SignedToken,
+  record: WireTypes.NodeRecord,
+  revocations: WireTypes.SignedRevocationList,
+} as const;
+
+export function encodeSigned(kind: SignedKind, value: Signed): Uint8Array {
+  return SIGNED_TYPES[kind].encode(value).finish();
 }
 
-export function decodeSigned(kind: 'cert' | 'token' | 'record', bytes: Uint8Array): Signed {
-  const type = kind === 'cert' ? WireTypes.SignedCert : kind === 'token' ? WireTypes.SignedToken : WireTypes.NodeRecord;
-  return signed(decodeOrThrow(type, bytes, kind), kind);
+export function decodeSigned(kind: SignedKind, bytes: Uint8Array): Signed {
+  const maxBody = kind === 'revocations' ? MAX_REVOCATION_LIST_BYTES : 16384;
+  return signed(decodeOrThrow(SIGNED_TYPES[kind], bytes, kind), kind, maxBody);
+}
+
+export function encodeRevocationListBody(body: RevocationListBody): Uint8Array {
+  return WireTypes.RevocationListBody.encode(body).finish();
+}
+
+export function decodeRevocationListBody(bytes: Uint8Array): RevocationListBody {
+  if (bytes.length > MAX_REVOCATION_LIST_BYTES) throw malformed('revocation list', `${bytes.length} bytes, at most ${MAX_REVOCATION_LIST_BYTES}`);
+  const raw = decodeOrThrow(WireTypes.RevocationListBody, bytes, 'revocation list');
+  const nodes = (raw['nodes'] as Record<string, unknown>[] | undefined) ?? [];
+  if (nodes.length > MAX_REVOKED_NODES) throw malformed('revocation list', `${nodes.length} nodes, at most ${MAX_REVOKED_NODES}`);
+  return {
+    version: (raw['version'] as number) ?? 0,
+    meshId: bytesField(raw['meshId'], 'revocation list.mesh_id', 16),
+    seq: uint64ToNumber(raw['seq'], 'revocation list.seq'),
+    nodes: nodes.map((n, i) => ({
+      nodeId: bytesField(n['nodeId'], `revocation list.nodes[${i}].node_id`, 16),
+      name: textField(n['name'], `revocation list.nodes[${i}].name`, 63),
+      revokedAtMs: uint64ToNumber(n['revokedAtMs'], `revocation list.nodes[${i}].revoked_at_ms`),
+    })),
+  };
 }
 
 export function encodeCertBody(body: NodeCertBody): Uint8Array {

@@ -38,6 +38,8 @@ export const WireTypes = {
   JoinHello: type('JoinHello'),
   JoinRequest: type('JoinRequest'),
   JoinResponse: type('JoinResponse'),
+  RevocationListBody: type('RevocationListBody'),
+  SignedRevocationList: type('SignedRevocationList'),
   Batch: type('Batch'),
   Frame: type('Frame'),
 } as const;

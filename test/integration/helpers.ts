@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { validateConfig } from '../../src/config/index.js';
-import { Agent } from '../../src/daemon/index.js';
+import { Agent, type AgentInit } from '../../src/daemon/index.js';
 
 /** Shared by the in-process agent tests: agents on loopback with their own VIP range, no DNS. */
 
@@ -28,7 +28,7 @@ export function freePort(host: string): Promise<number> {
   });
 }
 
-export async function makeAgent(root: string, name: string, vipOctet: number, extra: Record<string, unknown> = {}): Promise<Agent> {
+export async function makeAgent(root: string, name: string, vipOctet: number, extra: Record<string, unknown> = {}, init: Omit<AgentInit, 'config'> = {}): Promise<Agent> {
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // a free port can be taken by a test file running in parallel before the agent binds it
@@ -49,7 +49,7 @@ export async function makeAgent(root: string, name: string, vipOctet: number, ex
       },
       name,
     );
-    const agent = new Agent({ config });
+    const agent = new Agent({ ...init, config });
     try {
       await agent.start();
       return agent;

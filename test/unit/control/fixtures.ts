@@ -57,6 +57,7 @@ export function sampleStatus(peers: PeerView[]): StatusResponse {
       dns: '127.77.0.53:53',
       certExpiresAt: '2030-01-01T00:00:00.000Z',
       certWarning: null,
+      revoked: [],
       version: '0.1.0',
     },
     peers,
@@ -105,6 +106,7 @@ export function makeStub(): Stub {
     ),
     revokeToken: async (req) => (record('revokeToken', req), { schema: 1, tokenId: req.tokenId, wasKnown: req.tokenId === 'a'.repeat(32) }),
     ping: async (req) => (record('ping', req), { schema: 1, node: req.node, rttMs: Array.from({ length: req.count ?? 1 }, () => 0.42) }),
+    revoke: async (req) => (record('revoke', req), { schema: 1, node: req.node, nodeId: 'f'.repeat(32), revokedCount: 1 }),
     join: async (req) => (record('join', req), { schema: 1, mesh: 'prod', node: req.name ?? 'server2', wasAlreadyJoined: false }),
     expose: async (req) => (
       record('expose', req),

@@ -43,6 +43,8 @@ const EVERY_KIND: Frame[] = [
       { body: new Uint8Array(0), signature: bytesOf(64, 4) },
     ],
   },
+  { kind: 'gossip', records: [{ body: bytesOf(40, 5), signature: bytesOf(64, 6) }], revocations: bytesOf(200, 7) },
+  { kind: 'renewal', cert: bytesOf(180, 8) },
   { kind: 'rekey' },
   { kind: 'goaway', code: 'MESH_ERR_TUNNEL_CLOSED', message: 'agent stopping' },
 ];
@@ -138,7 +140,7 @@ describe('decodeBatch rejects malformed batches', () => {
     });
   }
 
-  for (const kind of ['ping', 'pong', 'gossip', 'rekey', 'goaway'] as const) {
+  for (const kind of ['ping', 'pong', 'gossip', 'renewal', 'rekey', 'goaway'] as const) {
     it(`${kind} frame with a stream id`, () => {
       const sample = EVERY_KIND.find((f) => f.kind === kind)!;
       const bytes = naiveBatch([concat(message([{ num: 1, varint: 9 }]), naiveFrame(sample))]);

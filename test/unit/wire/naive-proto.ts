@@ -73,9 +73,14 @@ export function naiveFrame(frame: Frame): Uint8Array {
       return message([
         {
           num: 10,
-          bytes: message(frame.records.map((r) => ({ num: 1, bytes: message([{ num: 1, bytes: r.body }, { num: 2, bytes: r.signature }]) }))),
+          bytes: message([
+            ...frame.records.map((r) => ({ num: 1, bytes: message([{ num: 1, bytes: r.body }, { num: 2, bytes: r.signature }]) })),
+            ...(frame.revocations === undefined ? [] : [{ num: 2, bytes: frame.revocations }]),
+          ]),
         },
       ]);
+    case 'renewal':
+      return message([{ num: 13, bytes: message([{ num: 1, bytes: frame.cert }]) }]);
     case 'rekey':
       return message([{ num: 11, bytes: new Uint8Array(0) }]);
     case 'goaway':
