@@ -14,6 +14,7 @@ import { registerUnexposeCommand } from './unexpose.js';
 import { registerResolveCommand } from './resolve.js';
 import { registerPingCommand } from './ping.js';
 import { registerRevokeCommand } from './revoke.js';
+import { registerComposeCommand } from './compose.js';
 
 /**
  * The whole command line. Output settings and exitOverride are set on the root before the verbs
@@ -45,6 +46,7 @@ export function buildProgram(deps: CliDeps): Command {
   registerResolveCommand(program, ctx);
   registerPingCommand(program, ctx);
   registerRevokeCommand(program, ctx);
+  registerComposeCommand(program, ctx);
   return program;
 }
 
