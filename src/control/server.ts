@@ -431,7 +431,10 @@ export class ControlServer {
 
   private async prepareSocketPath(): Promise<void> {
     const path = this.socketPath;
-    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    // mkdir's mode is masked by the umask (0077 under the NixOS unit): set it outright on a
+    // directory created here, so group members can reach the 0660 socket inside
+    const created = await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    if (created !== undefined) await chmod(dirname(path), 0o755);
     let st;
     try {
       st = await lstat(path);

@@ -241,6 +241,10 @@ export class Agent {
         this.logger.error({ file: this.config.joinTokenFile, err: (err as Error).message }, 'cannot read the join token file');
         return;
       }
+      if (token.length === 0) {
+        this.logger.error({ file: this.config.joinTokenFile }, 'the join token file is empty: put a token from `osmoda-mesh token create` in it (this node has not joined)');
+        return;
+      }
       // joining needs the issuer; keep trying in the background so a boot-time race heals itself
       void this.#joinWithRetry(token, 0);
     }

@@ -72,15 +72,34 @@ export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv):
   return config;
 }
 
-/** Upstream resolvers for names outside the mesh: configured ones, else those of /etc/resolv.conf. */
-export function systemUpstreams(dnsListenHost: string): string[] {
+/** systemd-resolved's stub listener, and the file where resolved lists the real upstream servers. */
+const RESOLVED_STUB = '127.0.0.53';
+const RESOLVED_UPSTREAMS_FILE = '/run/systemd/resolve/resolv.conf';
+
+function nameservers(path: string, readText: (path: string) => string, dnsListenHost: string): string[] {
+  let text: string;
   try {
-    const text = readFileSync('/etc/resolv.conf', 'utf8');
-    return text
-      .split('\n')
-      .map((line) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1])
-      .filter((ip): ip is string => ip !== undefined && isIpv4(ip) && ip !== dnsListenHost && !ip.startsWith('127.77.'));
+    text = readText(path);
   } catch {
     return [];
   }
+  return text
+    .split('\n')
+    .map((line) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1])
+    .filter((ip): ip is string => ip !== undefined && isIpv4(ip) && ip !== dnsListenHost && !ip.startsWith('127.77.'));
+}
+
+/**
+ * Upstream resolvers for names outside the mesh when none are configured: those of
+ * /etc/resolv.conf. When that lists only systemd-resolved's stub, and resolved itself sends
+ * names to the mesh DNS (the NixOS module's setSystemResolver), forwarding to the stub would loop:
+ * then the real servers resolved uses, from /run/systemd/resolve/resolv.conf, are the upstreams.
+ */
+export function systemUpstreams(dnsListenHost: string, readText: (path: string) => string = (p) => readFileSync(p, 'utf8')): string[] {
+  const listed = nameservers('/etc/resolv.conf', readText, dnsListenHost);
+  if (listed.length > 0 && listed.every((ip) => ip === RESOLVED_STUB)) {
+    const real = nameservers(RESOLVED_UPSTREAMS_FILE, readText, dnsListenHost).filter((ip) => ip !== RESOLVED_STUB);
+    if (real.length > 0) return real;
+  }
+  return listed;
 }

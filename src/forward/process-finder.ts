@@ -9,7 +9,8 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 export function findListeningProcess(port: number): string | undefined {
   try {
     const inodes = new Set<string>();
-    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    // /proc/self/net: still visible under systemd's ProcSubset=pid, which hides /proc/net
+    for (const file of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
