@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ErrorCodes, toMeshError } from '../errors.js';
 import type { MeshMetrics, MeshNode, Provider } from '../mesh/index.js';
-import type { MuxStream } from '../mux/index.js';
+import { EARLY_DATA_BYTES, type MuxStream } from '../mux/index.js';
 import { findListeningProcess } from './process-finder.js';
 import type { LocalServices } from './local-services.js';
 import { splice } from './splice.js';
@@ -116,7 +116,9 @@ export class Forwarder {
     const key = `${vip}:${port}`;
     const listener: Listener = { key, service, vip, port, server: undefined, localPort: null, problem: null, sockets: new Set() };
     this.#listeners.set(key, listener);
-    const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.#onConnection(listener, socket));
+    // allowHalfOpen: a client's FIN travels to the target as a fin and the answer still flows back
+    // (splice); without it node ends our side at once and the stream is never consumed to its end
+    const server = createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onConnection(listener, socket));
     if (this.#init.nat !== undefined) return this.#listenForNat(listener, server);
     return new Promise((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
@@ -180,16 +182,47 @@ export class Forwarder {
     socket.on('error', () => undefined);
     const log = this.#init.logger.child({ service: listener.service, port: listener.port });
     const candidates = this.#candidates(listener.service, listener.port);
+    // Early data: what the client sends before a provider accepts goes out with the open (no round
+    // trip), and is kept (at most EARLY_DATA_BYTES, the early credit) so that it can be sent again
+    // to the next provider if this one refuses.
+    const early: Buffer[] = [];
+    let earlyBytes = 0;
+    let isClientEnded = false;
+    let current: MuxStream | undefined;
+    const onEarlyData = (chunk: Buffer): void => {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+      current?.write(chunk);
+      if (earlyBytes >= EARLY_DATA_BYTES) socket.pause(); // more waits for the accept
+    };
+    const onEarlyEnd = (): void => {
+      isClientEnded = true;
+      current?.end();
+    };
+    let isReadingEarly = false;
+    const startEarly = (): void => {
+      if (isReadingEarly) return;
+      isReadingEarly = true;
+      socket.on('data', onEarlyData);
+      socket.on('end', onEarlyEnd);
+      socket.resume();
+    };
+    const stopEarly = (): void => {
+      socket.off('data', onEarlyData);
+      socket.off('end', onEarlyEnd);
+    };
     const attempt = (index: number, lastError: string): void => {
       if (socket.destroyed) return;
       const provider = candidates[index];
       if (provider === undefined) {
+        stopEarly();
         this.#init.metrics.count('forward_failed_total', ErrorCodes.NO_PROVIDER);
         log.warn({ reason: lastError }, 'no provider could take the connection: reset');
         socket.resetAndDestroy();
         return;
       }
       if (provider.isLocal) {
+        if (early.length > 0 || isClientEnded) return attempt(index + 1, 'local provider skipped: the client already sent data to a remote one');
         const target = this.#init.local.target(listener.service, listener.port);
         if (target === undefined) return attempt(index + 1, 'not exposed locally on this port');
         const upstream = this.#init.local.dial(target);
@@ -209,6 +242,11 @@ export class Forwarder {
       } catch (err) {
         return attempt(index + 1, toMeshError(err).message);
       }
+      current = stream;
+      for (const chunk of early) stream.write(chunk);
+      if (isClientEnded) stream.end();
+      // after the replay, so a chunk read now is written once
+      startEarly();
       let isAccepted = false;
       // a provider that neither accepts nor refuses (its target hangs in connect) is skipped
       const acceptTimer = setTimeout(() => stream.destroy(new Error(`no answer from ${provider.name} within ${ACCEPT_TIMEOUT_MS} ms`)), ACCEPT_TIMEOUT_MS);
@@ -216,6 +254,7 @@ export class Forwarder {
       const onEarlyError = (err: Error): void => {
         clearTimeout(acceptTimer);
         if (isAccepted) return;
+        if (current === stream) current = undefined;
         log.debug({ peer: provider.name, err: err.message }, 'provider refused the stream: trying the next');
         attempt(index + 1, err.message);
       };
@@ -224,8 +263,10 @@ export class Forwarder {
         clearTimeout(acceptTimer);
         isAccepted = true;
         stream.off('error', onEarlyError);
+        stopEarly();
+        early.length = 0;
         this.#init.metrics.count('forward_streams_total', listener.service);
-        splice(socket, stream, log.child({ peer: provider.name, streamId: stream.id }));
+        splice(socket, stream, log.child({ peer: provider.name, streamId: stream.id }), isClientEnded);
       });
       socket.once('close', () => {
         if (!isAccepted) stream.destroy();

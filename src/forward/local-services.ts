@@ -67,7 +67,8 @@ export class LocalServices {
 
   /** Dials the target for a local connection (a service provided here, reached through its VIP). */
   dial(target: LocalTarget): Socket {
-    const socket = connect({ host: target.host, port: target.port });
+    // half-open, like the client side (Forwarder): each direction ends on its own FIN
+    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     socket.setNoDelay(true);
     return socket;
   }
@@ -91,7 +92,10 @@ export class LocalServices {
       stream.reject(ErrorCodes.ACCESS_DENIED, `${open.service}:${open.port} does not allow node ${peer.name} (allowFrom: ${target.allowFrom!.join(', ') || 'nobody'})`);
       return;
     }
-    const socket = connect({ host: target.host, port: target.port });
+    // allowHalfOpen: when the target closes first, node would otherwise end our side too and close
+    // the socket, unpiping the stream before the peer's fin arrives: that stream was never
+    // consumed to its end, never destroyed, and stayed in the session until maxStreams was reached
+    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     const timer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#init.connectTimeoutMs} ms`)), this.#init.connectTimeoutMs);

@@ -7,7 +7,7 @@ import type { MuxStream } from '../mux/index.js';
  * faster side), half-close carried both ways, and a failure on either side resetting the other:
  * the application sees a connection reset, never silently truncated data.
  */
-export function splice(socket: Socket, stream: MuxStream, log: Logger): void {
+export function splice(socket: Socket, stream: MuxStream, log: Logger, isSocketEnded = false): void {
   let isDone = false;
   const fail = (side: string, err: Error): void => {
     if (isDone) return;
@@ -19,7 +19,8 @@ export function splice(socket: Socket, stream: MuxStream, log: Logger): void {
   };
   socket.on('error', (err) => fail('socket', err));
   stream.on('error', (err) => fail('stream', err));
-  socket.pipe(stream);
+  // a socket that already ended (its end went to the stream with the early data) has nothing to pipe
+  if (!isSocketEnded) socket.pipe(stream);
   stream.pipe(socket);
   socket.resume();
 }

@@ -5,6 +5,14 @@ import { MAX_DATA_FRAME } from '../wire/index.js';
 export const MAX_WIRE_WINDOW_BYTES = 0xffff_ffff;
 
 /**
+ * Early data (protocol): the opener of a stream may send this many data bytes right after `open`,
+ * before `accept` arrives, so a new connection costs no round trip. The acceptor buffers them
+ * (they count against its window) and either accepts (its `accept.window` then grants the credit
+ * beyond these bytes) or rejects (they are dropped). 64 KiB: a request or a TLS client hello fits.
+ */
+export const EARLY_DATA_BYTES = 64 * 1024;
+
+/**
  * Limits of one mux session (the streams of one tunnel). Every limit states what happens when it is
  * reached (STYLE "Bounded everything").
  */

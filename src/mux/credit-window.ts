@@ -45,6 +45,11 @@ export interface ReceiveWindowOptions {
    * its window is open from the start; the acceptor grants its window only with `accept`.
    */
   isOpen: boolean;
+  /**
+   * Bytes the peer may send before the window opens (the acceptor's EARLY_DATA_BYTES); 0 for the
+   * opener's side, which is open from the start.
+   */
+  earlyBytes?: number;
 }
 
 /**
@@ -63,6 +68,7 @@ export class ReceiveWindow {
   constructor(options: ReceiveWindowOptions) {
     this.#windowBytes = options.initialWindowBytes;
     this.#maxWindowBytes = Math.max(options.maxWindowBytes, options.initialWindowBytes);
+    this.#limitBytes = options.isOpen ? 0 : (options.earlyBytes ?? 0);
     if (options.isOpen) this.open();
   }
 
@@ -88,13 +94,16 @@ export class ReceiveWindow {
     return this.#isOpen;
   }
 
-  /** Grants the initial window (idempotent); returns the window to announce. */
+  /**
+   * Grants the initial window; returns the credit to announce: the window, less the early bytes
+   * the peer was allowed before (it already counts those). 0 when called again.
+   */
   open(): number {
-    if (!this.#isOpen) {
-      this.#isOpen = true;
-      this.#limitBytes = this.#consumedBytes + this.#windowBytes;
-    }
-    return this.#windowBytes;
+    if (this.#isOpen) return 0;
+    this.#isOpen = true;
+    const before = this.#limitBytes;
+    this.#limitBytes = Math.max(before, this.#consumedBytes + this.#windowBytes);
+    return this.#limitBytes - before;
   }
 
   /** Accounts for an incoming data frame; false (nothing counted) if it goes past the granted limit. */

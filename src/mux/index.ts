@@ -1,4 +1,4 @@
-export { MAX_WIRE_WINDOW_BYTES, defaultMuxConfig, resolveMuxConfig, verifyMuxConfig } from './config.js';
+export { EARLY_DATA_BYTES, MAX_WIRE_WINDOW_BYTES, defaultMuxConfig, resolveMuxConfig, verifyMuxConfig } from './config.js';
 export type { MuxConfig } from './config.js';
 export { ReceiveWindow, SendCredit } from './credit-window.js';
 export type { ReceiveWindowOptions } from './credit-window.js';

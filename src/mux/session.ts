@@ -3,7 +3,7 @@ import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import { systemClock } from '../util/clock.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { StreamFrame } from '../wire/index.js';
-import { MAX_WIRE_WINDOW_BYTES, resolveMuxConfig } from './config.js';
+import { EARLY_DATA_BYTES, MAX_WIRE_WINDOW_BYTES, resolveMuxConfig } from './config.js';
 import type { MuxConfig } from './config.js';
 import { MuxStream } from './stream.js';
 
@@ -103,7 +103,8 @@ export class MuxSession {
   }
 
   /**
-   * Opens a stream to `service:port` on the peer. Writes are held until the peer accepts ('accepted');
+   * Opens a stream to `service:port` on the peer. The first EARLY_DATA_BYTES written go out at once
+   * (early data); more waits for the peer's accept ('accepted');
    * a refusal arrives as an 'error' (StreamResetError with the peer's code). Throws
    * MESH_ERR_TUNNEL_CLOSED once closing, MESH_ERR_STREAM_LIMIT at maxStreams.
    */
@@ -125,7 +126,7 @@ export class MuxSession {
       throw new MeshError(ErrorCodes.STREAM_LIMIT, `mux open ${service}:${port}: stream ids of this tunnel are used up; reconnect`);
     }
     this.#nextLocalId += 2;
-    const stream = this.#createStream(id, 'outbound', service, port, 0);
+    const stream = this.#createStream(id, 'outbound', service, port, EARLY_DATA_BYTES);
     this.#send({ kind: 'open', streamId: id, service, port, window: this.config.initialWindowBytes });
     return stream;
   }

@@ -4,7 +4,7 @@ import { ErrorCodes, MeshError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { MAX_TEXT_FIELD } from '../wire/index.js';
 import type { StreamFrame } from '../wire/index.js';
-import type { MuxConfig } from './config.js';
+import { EARLY_DATA_BYTES, type MuxConfig } from './config.js';
 import { ReceiveWindow, SendCredit } from './credit-window.js';
 
 /** Longest reset code the wire decoder accepts (src/wire/frames.ts `reset.code`). */
@@ -24,7 +24,7 @@ export interface MuxStreamInit {
   direction: StreamDirection;
   config: MuxConfig;
   logger: Logger;
-  /** Send credit before any window frame: the peer's `open.window` for inbound, 0 for outbound. */
+  /** Send credit before any window frame: the peer's `open.window` for inbound, EARLY_DATA_BYTES for outbound. */
   peerWindowBytes: number;
   sendFrame(frame: StreamFrame): void;
   /** True while the tunnel holds more than tunnelHighWaterBytes: data waits for resumeWrites(). */
@@ -121,8 +121,10 @@ export class MuxStream extends Duplex {
     this.#recv = new ReceiveWindow({
       initialWindowBytes: init.config.initialWindowBytes,
       maxWindowBytes: init.config.maxWindowBytes,
-      // The opener announced its window in `open`; the acceptor grants its own only with `accept`.
+      // The opener announced its window in `open`; the acceptor grants its own only with `accept`,
+      // and until then takes the opener's early data
       isOpen: init.direction === 'outbound',
+      earlyBytes: init.direction === 'inbound' ? EARLY_DATA_BYTES : 0,
     });
   }
 
@@ -293,9 +295,13 @@ export class MuxStream extends Duplex {
 
   // ---- internals --------------------------------------------------------------------------------
 
-  /** Sends what credit and the tunnel allow; completes the held write and then the held fin. */
+  /**
+   * Sends what credit and the tunnel allow; completes the held write and then the held fin. The
+   * opener sends from the start (early data, within EARLY_DATA_BYTES of credit); the acceptor only
+   * once it accepted.
+   */
   #flush(): void {
-    if (this.#phase !== 'open') return;
+    if (this.#phase !== 'open' && this.direction === 'inbound') return;
     const pending = this.#pendingWrite;
     if (pending !== undefined) {
       const { data } = pending;

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { MuxStream } from '../../../src/mux/index.js';
+import { EARLY_DATA_BYTES, type MuxStream, type StreamResetError } from '../../../src/mux/index.js';
+import { ErrorCodes } from '../../../src/errors.js';
 import { seededRandom } from '../../../src/util/random.js';
-import { createPair, drain, turns, waitFor } from './pair.js';
+import { createPair, drain, nextError, turns, waitFor } from './pair.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -183,22 +184,33 @@ describe('mux flow control', () => {
     expect(pair.a.dataBytesSent).toBe(100 * KiB);
   });
 
-  it('holds writes until the peer accepts, then emits accepted', async () => {
+  it('sends up to EARLY_DATA_BYTES before the peer accepts (no round trip), holds the rest, then emits accepted', async () => {
     let pending: MuxStream | undefined;
     const pair = createPair({ onStreamB: (s) => (pending = s) });
     const client = pair.a.session.open('later', 1);
     let isAccepted = false;
     client.on('accepted', () => (isAccepted = true));
-    client.end(new Uint8Array(5000));
+    const total = EARLY_DATA_BYTES + 40_000;
+    client.end(new Uint8Array(total));
     await turns(30);
     expect(pending).toBeDefined();
-    expect(pair.a.dataBytesSent).toBe(0);
+    expect(pair.a.dataBytesSent).toBe(EARLY_DATA_BYTES);
     expect(isAccepted).toBe(false);
     pending!.accept();
     let read = 0;
     pending!.on('data', (c: Buffer) => (read += c.length));
     await new Promise<void>((resolve) => pending!.once('end', resolve));
     expect(isAccepted).toBe(true);
-    expect(read).toBe(5000);
+    expect(read).toBe(total);
+  });
+
+  it('a rejected stream drops its early data; the opener sees the refusal', async () => {
+    const pair = createPair({ onStreamB: (s) => s.reject(ErrorCodes.DIAL_FAILED, 'connect ECONNREFUSED') });
+    const client = pair.a.session.open('refused', 1);
+    client.write(new Uint8Array(1000));
+    const err = await nextError(client);
+    expect((err as StreamResetError).peerCode).toBe(ErrorCodes.DIAL_FAILED);
+    expect(pair.a.dataBytesSent).toBe(1000);
+    expect(pair.b.session.streamCount).toBe(0);
   });
 });

@@ -49,8 +49,9 @@ function randomFrame(rnd: Random, liveIds: readonly number[], peerNextId: () => 
     case 'accept':
       return { kind: 'accept', streamId, window: number(rnd, 512 * 1024) };
     case 'data': {
-      const big = rnd.float() < 0.03;
-      return { kind: 'data', streamId, data: new Uint8Array(big ? int(rnd, 70_000) : int(rnd, 3000)) };
+      // big ones pass the 64 KiB of early data a stream takes before accept, or a small window after
+      const size = rnd.float();
+      return { kind: 'data', streamId, data: new Uint8Array(size < 0.05 ? int(rnd, 140_000) : size < 0.3 ? int(rnd, 24_000) : int(rnd, 3000)) };
     }
     case 'window':
       return { kind: 'window', streamId, credit: number(rnd, 300_000) };
@@ -76,7 +77,8 @@ describe('mux session fuzz', () => {
     };
     const raw = rawSession({
       isInitiator,
-      config: { maxStreams: 12, initialWindowBytes: 8 * 1024, maxWindowBytes: 64 * 1024, sessionMaxBufferedBytes: 100 * 1024 },
+      // windows start at the early-data allowance (64 KiB), so credit updates follow the usual half-window rule
+      config: { maxStreams: 12, initialWindowBytes: 64 * 1024, maxWindowBytes: 256 * 1024, sessionMaxBufferedBytes: 800 * 1024 },
       onStream: (s) => {
         watch(s);
         const r = actions.float();
@@ -115,11 +117,14 @@ describe('mux session fuzz', () => {
       });
       try {
         raw.session.handleFrame(frame);
+        // now and then a burst on one stream, so streams live long enough to need credit updates
+        // (a window starts at the 64 KiB early-data allowance)
+        if (frame.kind === 'data' && rnd.float() < 0.6) for (let k = 0; k < 2; k++) raw.session.handleFrame({ ...frame, data: new Uint8Array(16_384) });
       } catch (err) {
         uncaught = err;
         break;
       }
-      if (i % 500 === 0) await turns(1);
+      if (i % 50 === 0) await turns(1);
       if (streams.length > 200) streams.splice(0, 100);
     }
     await turns(5);
@@ -143,7 +148,7 @@ describe('mux session fuzz', () => {
     expect(raw.session.streamCount).toBeLessThanOrEqual(12);
     // Whatever happened, the sender stayed within the credit every stream was given.
     const stats = raw.session.stats();
-    expect(stats.recvWindowBytes).toBeLessThanOrEqual(100 * 1024 + 12 * 8 * 1024);
+    expect(stats.recvWindowBytes).toBeLessThanOrEqual(800 * 1024 + 12 * 64 * 1024);
     raw.session.destroy();
     await turns(2);
     expect(raw.session.streamCount).toBe(0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MuxSession, StreamResetError } from '../../../src/mux/index.js';
+import { EARLY_DATA_BYTES, MuxSession, StreamResetError, defaultMuxConfig } from '../../../src/mux/index.js';
 import type { MuxStream } from '../../../src/mux/index.js';
 import { ErrorCodes, MeshError, isMeshError } from '../../../src/errors.js';
 import { FakeClock, createPair, nextError, silentLogger, turns, waitFor } from './pair.js';
@@ -19,13 +19,14 @@ describe('mux session: stream-level violations', () => {
     const raw = rawSession({ config: { initialWindowBytes: 4 * KiB, maxWindowBytes: 4 * KiB } });
     raw.session.handleFrame(open(2));
     raw.session.handleFrame(open(4));
-    expect(raw.sentFor(2, 'accept')).toEqual([{ kind: 'accept', streamId: 2, window: 4 * KiB }]);
+    // a window below the early-data allowance adds no credit at accept: the opener already has 64 KiB
+    expect(raw.sentFor(2, 'accept')).toEqual([{ kind: 'accept', streamId: 2, window: 0 }]);
     const [s2, s4] = raw.inbound as [MuxStream, MuxStream];
     let read4 = 0;
     s4.on('data', (c: Buffer) => (read4 += c.length));
 
-    raw.session.handleFrame(data(2, 3 * KiB));
-    raw.session.handleFrame(data(2, 1 * KiB)); // exactly the window: fine
+    raw.session.handleFrame(data(2, EARLY_DATA_BYTES - KiB));
+    raw.session.handleFrame(data(2, 1 * KiB)); // exactly what was granted: fine
     raw.session.handleFrame(data(4, 1000));
     raw.session.handleFrame(data(2, 1)); // one byte too many
     await turns(2);
@@ -46,13 +47,23 @@ describe('mux session: stream-level violations', () => {
     expect(raw.sentFor(2, 'reset')).toHaveLength(1);
   });
 
-  it('treats data before accept() as past the window (the acceptor has granted nothing yet)', async () => {
-    const raw = rawSession({ onStream: () => {} });
+  it('takes up to EARLY_DATA_BYTES before accept() (early data), and resets a stream that sends more', async () => {
+    const pending: MuxStream[] = [];
+    const raw = rawSession({ onStream: (s) => pending.push(s) });
     raw.session.handleFrame(open(2));
-    raw.session.handleFrame(data(2, 1));
+    raw.session.handleFrame(data(2, EARLY_DATA_BYTES - 1000));
+    raw.session.handleFrame(data(2, 1000)); // exactly the early allowance: fine
+    raw.session.handleFrame(open(4));
+    raw.session.handleFrame(data(4, EARLY_DATA_BYTES));
+    raw.session.handleFrame(data(4, 1)); // one byte past it before accept
     await turns(1);
-    expect(isMeshError(raw.streamErrors.get(2), ErrorCodes.WINDOW_EXCEEDED)).toBe(true);
+    expect(raw.streamErrors.has(2)).toBe(false);
+    expect(pending[0]!.readableLength).toBe(EARLY_DATA_BYTES);
+    expect(isMeshError(raw.streamErrors.get(4), ErrorCodes.WINDOW_EXCEEDED)).toBe(true);
     expect(raw.protocolErrors).toEqual([]);
+    // accepting grants the window beyond what the early bytes used: the opener's credit adds up to it
+    pending[0]!.accept();
+    expect(raw.sentFor(2, 'accept')).toEqual([{ kind: 'accept', streamId: 2, window: defaultMuxConfig.initialWindowBytes - EARLY_DATA_BYTES }]);
   });
 
   it('resets a stream that gets data after the peer fin (PROTOCOL on that stream only)', async () => {
