@@ -41,6 +41,8 @@ export interface PeerView {
   streams: number;
   /** Sum of this peer's stream windows and queued bytes (bounded buffering, STYLE). */
   bufferedBytes: number;
+  /** Key rotations on the current tunnel, both directions. */
+  rekeys: number;
   services: string[];
   lastError: string | null;
 }

@@ -344,6 +344,7 @@ export class Agent {
           txBytes: snap?.txBytes ?? 0,
           streams: snap?.streams ?? 0,
           bufferedBytes: snap?.bufferedBytes ?? 0,
+          rekeys: snap?.rekeys ?? 0,
           services: m.services.map((s) => s.name).sort(),
           lastError: snap?.lastError ?? null,
         };

@@ -99,6 +99,8 @@ export interface PeerSnapshot {
   txBytes: number;
   streams: number;
   bufferedBytes: number;
+  /** Key rotations on the current tunnel, both directions (SPEC §4: every hour or 2^30 bytes). */
+  rekeys: number;
   lastError: string | null;
 }
 
@@ -472,6 +474,7 @@ export class PeerManager {
         txBytes: 0,
         streams: 0,
         bufferedBytes: 0,
+        rekeys: 0,
         lastError: entry?.lastError ?? null,
       };
     }
@@ -487,6 +490,7 @@ export class PeerManager {
       txBytes: stats.txBytes,
       streams: mux.streamCount,
       bufferedBytes: mux.recvWindowBytes + stats.bufferedBytes,
+      rekeys: stats.rekeys,
       lastError: null,
     };
   }

@@ -37,6 +37,7 @@ export function samplePeer(name: string, state: PeerState): PeerView {
     txBytes: 2048,
     streams: 2,
     bufferedBytes: 0,
+    rekeys: 0,
     services: ['db'],
     lastError: state === 'up' ? null : 'dial timeout',
   };
