@@ -144,10 +144,18 @@ export function parseInitRequest(body: unknown): InitRequest {
   return { mesh: dnsLabelField(obj, 'mesh') };
 }
 
+/**
+ * Longest token lifetime accepted (10 years). Without a bound, a ttlMs near 2^53 put the expiry
+ * past what a Date can hold: the token was stored, then the answer and every later `token list`
+ * failed with an internal error (found by test/fuzz/control.test.ts).
+ */
+export const MAX_TOKEN_TTL_MS = 3650 * 86_400_000;
+
 export function parseTokenCreateRequest(body: unknown): TokenCreateRequest {
   const obj = requireObject(body, ['ttlMs', 'uses']);
   const request: TokenCreateRequest = {};
   const ttlMs = positiveIntegerField(obj, 'ttlMs');
+  if (ttlMs !== undefined && ttlMs > MAX_TOKEN_TTL_MS) invalid('ttlMs', describe(ttlMs), `at most ${MAX_TOKEN_TTL_MS} (10 years)`);
   if (ttlMs !== undefined) request.ttlMs = ttlMs;
   const uses = positiveIntegerField(obj, 'uses');
   if (uses !== undefined) request.uses = uses;

@@ -168,6 +168,11 @@ export class Agent {
       },
       maxPendingHandshakes: this.#tunnelConfig.maxPendingHandshakes,
       pendingHandshakes: () => this.node.pendingHandshakes,
+      handshakeTimeoutMs: this.#tunnelConfig.handshakeTimeoutMs,
+      handshakeRatePerSecond: this.#tunnelConfig.handshakeRatePerSecond,
+      handshakeBurst: this.#tunnelConfig.handshakeBurst,
+      maxPendingPerSource: this.#tunnelConfig.maxPendingPerSource,
+      onRefused: (reason) => this.node.metrics.count('handshake_rejected_total', reason),
       logger: this.logger,
     });
     const bound = await this.#tunnelServer.listen();

@@ -35,7 +35,11 @@ export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv):
     }
   }
   const merged: Record<string, unknown> = { ...fileConfig };
-  const dns = { ...((fileConfig['dns'] as Record<string, unknown> | undefined) ?? {}) };
+  // a `dns` that is not an object is left for validateConfig to name; spreading a string or an
+  // array made "dns": "abc" report "dns.0: no such option"
+  const fileDns = fileConfig['dns'];
+  const isDnsMergeable = fileDns === undefined || fileDns === null || (typeof fileDns === 'object' && !Array.isArray(fileDns));
+  const dns: Record<string, unknown> = isDnsMergeable ? { ...(fileDns as Record<string, unknown> | null | undefined) } : {};
   const pick = (flag: string | undefined, envName: string): string | undefined => flag ?? env[envName];
   const stateDir = pick(options.stateDir, 'OSMODA_MESH_STATE_DIR');
   if (stateDir !== undefined) merged['stateDir'] = stateDir;
@@ -53,7 +57,7 @@ export function resolveConfig(options: AgentCliOptions, env: NodeJS.ProcessEnv):
   const upstreams = env['OSMODA_MESH_DNS_UPSTREAMS'];
   // "none" forwards nothing (test namespaces, air-gapped hosts)
   if (upstreams !== undefined) dns['upstreams'] = upstreams.trim() === 'none' ? [] : upstreams.split(/[\s,]+/).filter(Boolean);
-  if (Object.keys(dns).length > 0) merged['dns'] = dns;
+  if (Object.keys(dns).length > 0 && isDnsMergeable) merged['dns'] = dns;
   const endpoints = options.publicEndpoint ?? env['OSMODA_MESH_PUBLIC_ENDPOINTS']?.split(/[\s,]+/).filter(Boolean);
   if (endpoints !== undefined && endpoints.length > 0) merged['publicEndpoints'] = endpoints;
   const hostsFile = env['OSMODA_MESH_HOSTS_FILE'];

@@ -280,7 +280,7 @@ export class PeerManager {
       send: (frame) => tunnel.send(frame),
       bufferedBytes: () => tunnel.bufferedBytes(),
       isInitiator: isDialer,
-      // the tunnel seals frames in a microtask that runs before the mux's deferred write callback
+      // streams are written only with socket chunks (never reused): no copy before sealing (MuxConfig)
       config: { ...this.#init.muxConfig, tunnelHighWaterBytes: this.#init.tunnelConfig.highWaterBytes, isZeroCopySend: true },
       logger: log,
       clock: this.#init.clock,

@@ -50,9 +50,10 @@ export interface MuxConfig {
   closeTimeoutMs: number;
   /**
    * Hand written chunks to send() without copying them, and call the write callback one microtask
-   * later. Only for a send() that is done with the bytes by then: the tunnel seals queued frames in
-   * a microtask queued before that callback's (it runs first), so a writer that reuses its buffer
-   * after the callback cannot change what was sent. Default false (copy: any send() is safe).
+   * later. Only when no writer reuses a chunk's memory after its callback: the tunnel may still
+   * hold the chunk, unsealed, until the end of the event-loop turn. The agent's writers are
+   * net.Socket reads (a fresh buffer each) and the forwarder's early-data copies of them. Default
+   * false (copy: any writer is safe).
    */
   isZeroCopySend: boolean;
 }

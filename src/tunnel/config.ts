@@ -26,6 +26,11 @@ export interface TunnelConfig {
   handshakeRatePerSecond: number;
   /** How many connections a quiet source may open at once before the rate applies. */
   handshakeBurst: number;
+  /**
+   * Connections from one source younger than handshakeTimeoutMs (possibly still handshaking);
+   * more are refused with 429, so one address cannot hold all maxPendingHandshakes slots.
+   */
+  maxPendingPerSource: number;
 }
 
 export const defaultTunnelConfig: TunnelConfig = {
@@ -42,6 +47,7 @@ export const defaultTunnelConfig: TunnelConfig = {
   maxPendingHandshakes: 64,
   handshakeRatePerSecond: defaultRateLimiterConfig.ratePerSecond,
   handshakeBurst: defaultRateLimiterConfig.burst,
+  maxPendingPerSource: 16,
 };
 
 export function verifyTunnelConfig(partial: Partial<TunnelConfig> = {}): TunnelConfig {

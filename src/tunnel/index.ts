@@ -5,7 +5,7 @@ export type { HandshakeInit, HandshakeResult } from './handshake.js';
 export { Tunnel } from './tunnel.js';
 export type { TunnelInit, TunnelStats } from './tunnel.js';
 export { TunnelServer } from './server.js';
-export type { TunnelServerInit } from './server.js';
+export type { TunnelRefusal, TunnelServerInit } from './server.js';
 export { dialWebSocket, endpointUrl } from './dial.js';
 export { listenTcp } from './listen.js';
 export { AddressRateLimiter, defaultRateLimiterConfig, sourceKey } from './rate-limiter.js';

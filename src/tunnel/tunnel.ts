@@ -35,6 +35,10 @@ export interface TunnelStats {
 }
 
 const MAX_USER_PINGS = 16;
+/** Bytes of frames one transport message carries (estimates are upper bounds; room for the envelope). */
+const BATCH_ROOM = MAX_BATCH_BYTES - 32;
+/** A data frame is split to fill a message only if at least this much of it fits. */
+const MIN_SPLIT_BYTES = 512;
 
 /** Size of a frame once encoded, rounded up: used to pack frames into batches without re-encoding. */
 function frameSizeEstimate(frame: Frame): number {
@@ -42,7 +46,9 @@ function frameSizeEstimate(frame: Frame): number {
     case 'data':
       return frame.data.length + 16;
     case 'gossip':
-      return frame.records.reduce((n, r) => n + r.body.length + r.signature.length + 12, 16);
+      return frame.records.reduce((n, r) => n + r.body.length + r.signature.length + 12, 16 + (frame.revocations?.length ?? 0) + 8);
+    case 'renewal':
+      return frame.cert.length + 16;
     case 'reset':
     case 'goaway':
       return frame.code.length + frame.message.length * 3 + 24;
@@ -163,36 +169,60 @@ export class Tunnel implements FrameChannel {
     if (!this.#isOpen) throw new MeshError(ErrorCodes.TUNNEL_CLOSED, 'tunnel is closed');
     this.#pending.push(frame);
     this.#pendingBytes += frameSizeEstimate(frame);
-    if (this.#pendingBytes >= MAX_BATCH_BYTES) {
-      this.#flush();
-    } else if (!this.#isFlushScheduled) {
-      // frames queued in the same tick travel together in one transport message
+    // Full messages go at once. The rest waits for the end of this turn of the event loop
+    // (setImmediate, after the I/O callbacks already due): data read from sockets in the same turn
+    // then fills whole messages instead of trailing a small one after each 64 KiB read, which
+    // halves the messages (and AEAD calls) of a bulk transfer. A lone request still goes out in
+    // the same turn it was read.
+    if (this.#pendingBytes >= BATCH_ROOM) this.#flush(false);
+    if (this.#pending.length > 0 && !this.#isFlushScheduled) {
       this.#isFlushScheduled = true;
-      queueMicrotask(() => this.#flush());
+      setImmediate(() => this.#flush(true));
     }
   }
 
-  #flush(): void {
-    this.#isFlushScheduled = false;
+  /** Packs pending frames into messages and sends them; only full ones unless `isFinal`. */
+  #flush(isFinal: boolean): void {
+    if (isFinal) this.#isFlushScheduled = false;
     if (!this.#isOpen) return;
     try {
       while (this.#pending.length > 0) {
-        let size = 8;
-        let count = 0;
-        while (count < this.#pending.length) {
-          const next = frameSizeEstimate(this.#pending[count]!);
-          if (count > 0 && size + next > MAX_BATCH_BYTES - 32) break;
-          size += next;
-          count++;
-        }
-        const frames = this.#pending.splice(0, count);
-        this.#pendingBytes -= frames.reduce((n, f) => n + frameSizeEstimate(f), 0);
+        if (!isFinal && this.#pendingBytes < BATCH_ROOM) return;
+        const frames = this.#takeBatch();
         this.#sendBatch(frames);
       }
       this.#pendingBytes = 0;
     } catch (err) {
       this.destroy(toMeshError(err, ErrorCodes.INTERNAL, 'tunnel send'));
     }
+  }
+
+  /** The next message's frames, in order; a data frame that does not fit is split to fill it. */
+  #takeBatch(): Frame[] {
+    const pending = this.#pending;
+    let size = 8;
+    let count = 0;
+    let head: Frame | undefined;
+    while (count < pending.length) {
+      const next = pending[count]!;
+      const estimate = frameSizeEstimate(next);
+      if (count === 0 || size + estimate <= BATCH_ROOM) {
+        size += estimate;
+        this.#pendingBytes -= estimate;
+        count++;
+        continue;
+      }
+      const room = BATCH_ROOM - size - 16;
+      if (next.kind === 'data' && room >= MIN_SPLIT_BYTES && next.data.length > room) {
+        head = { kind: 'data', streamId: next.streamId, data: next.data.subarray(0, room) };
+        pending[count] = { kind: 'data', streamId: next.streamId, data: next.data.subarray(room) };
+        this.#pendingBytes -= room;
+      }
+      break;
+    }
+    const frames = pending.splice(0, count);
+    if (head !== undefined) frames.push(head);
+    return frames;
   }
 
   #sendBatch(frames: Frame[]): void {
@@ -337,7 +367,7 @@ export class Tunnel implements FrameChannel {
     if (!this.#isOpen) return;
     try {
       this.send({ kind: 'goaway', code, message });
-      this.#flush();
+      this.#flush(true);
     } catch {
       // closing anyway
     }
