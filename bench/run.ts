@@ -1,72 +1,87 @@
-import { agentsLoopback } from './agents-loopback.js';
-import { cryptoPrimitives } from './crypto-primitives.js';
-import { machine, markdownTable, saveJson } from './harness.js';
-import { bareWsThroughput, muxThroughput } from './mux-throughput.js';
-import { protocolCosts } from './protocol.js';
+import { writeFileSync } from 'node:fs';
+import { loadavg, release } from 'node:os';
+import { machine, saveJson } from './harness.js';
+import { runInProcess } from './in-process.js';
+import { runNetwork, type NetworkResult } from './network.js';
+import { CAVEATS, markdownTables, meshTable, pathJson } from './report.js';
+import { FULL, QUICK } from './workloads.js';
 
 /**
- * `npm run bench [-- --quick]`: crypto primitives, handshake rate and frame codec in process; the
- * tunnel + mux path in process against a bare ws baseline; and two real agents on loopback against
- * direct TCP. Prints Markdown tables and saves JSON to bench/results/. Every figure is compared
- * with a baseline measured in the same run (the machine is noisy and has 2 cores).
+ * `npm run bench [-- --quick]`: the network paths between two namespaces (direct, the mesh under
+ * Node 20/22/24, ssh -L, wireguard-go, nebula, socat), then the in-process benchmarks. Prints
+ * Markdown and writes bench/results/latest.json (and latest.md).
+ *
+ * Flags: --quick (one round, short durations), --rounds=N, --only=mesh,ssh (paths whose name
+ * contains one of these), --node=20,22,24, --no-install, --network-only, --in-process-only,
+ * --out=FILE.json (default bench/results/latest.json).
  */
-const isQuick = process.argv.includes('--quick');
-const opts = isQuick ? { ms: 200, repeats: 1 } : { ms: 700, repeats: 3 };
-const repeats = isQuick ? 1 : 3;
-const info = machine();
-const out = (text: string): void => void process.stdout.write(text);
-out(`osmoda-mesh benchmarks — ${info['date']} — ${info['cpu']} × ${info['cores']}, node ${info['node']}${isQuick ? ' (quick)' : ''}\n\n`);
-
-const crypto = cryptoPrimitives(opts);
-out('## Crypto primitives (ratio to node:crypto in the same run)\n\n' + markdownTable(crypto) + '\n\n');
-const protocol = protocolCosts(opts);
-out('## Protocol costs in process\n\n' + markdownTable(protocol) + '\n\n');
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-const tunnelBytes = (isQuick ? 128 : 512) * 2 ** 20;
-const tunnelRuns: Record<string, number[]> = { 'bare ws (no Noise, no mux)': [], 'tunnel + mux, 1 stream': [], 'tunnel + mux, 4 streams': [] };
-for (let r = 0; r < repeats; r++) {
-  tunnelRuns['bare ws (no Noise, no mux)']!.push((await bareWsThroughput(tunnelBytes)).mbPerSec);
-  const one = await muxThroughput(tunnelBytes, 1);
-  const four = await muxThroughput(tunnelBytes, 4);
-  if (!one.sha256Match || !four.sha256Match) throw new Error('tunnel bench: data arrived corrupted');
-  tunnelRuns['tunnel + mux, 1 stream']!.push(one.mbPerSec);
-  tunnelRuns['tunnel + mux, 4 streams']!.push(four.mbPerSec);
-}
-const baseWs = median(tunnelRuns['bare ws (no Noise, no mux)']!);
-out(`## Tunnel path in one process (${tunnelBytes / 2 ** 20} MiB, median of ${repeats}; both ends share one core)\n\n| path | MB/s | runs | ratio to bare ws |\n| --- | ---: | --- | ---: |\n`);
-for (const [name, runs] of Object.entries(tunnelRuns)) {
-  out(`| ${name} | ${median(runs).toFixed(0)} | ${runs.map((v) => v.toFixed(0)).join(', ')} | ${(median(runs) / baseWs).toFixed(2)}x |\n`);
-}
-
-const loopBytes = (isQuick ? 256 : 1024) * 2 ** 20;
-const loopRuns = { direct: [] as number[], mesh: [] as number[], cpu: [] as number[], rss: [] as number[] };
-for (let r = 0; r < repeats; r++) {
-  const results = await agentsLoopback(loopBytes, 19_700 + r * 20);
-  for (const res of results) {
-    loopRuns[res.path].push(res.mbPerSec);
-    if (res.path === 'mesh') {
-      loopRuns.cpu.push((res.agentCpuMs ?? 0) / (res.bytes / 2 ** 20));
-      loopRuns.rss.push(Math.max(...(res.agentRssMb ?? [0])));
-    }
+const argv = process.argv.slice(2);
+const flag = (name: string): boolean => argv.includes(`--${name}`);
+const value = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const known = ['quick', 'no-install', 'network-only', 'in-process-only', 'rounds', 'only', 'node', 'out'];
+for (const a of argv) {
+  if (!known.some((k) => a === `--${k}` || a.startsWith(`--${k}=`))) {
+    process.stderr.write(`bench: unknown argument '${a}' (expected one of ${known.map((k) => `--${k}`).join(', ')})\n`);
+    process.exit(2);
   }
 }
-const direct = median(loopRuns.direct);
-out(`\n## Two agent processes on loopback (${loopBytes / 2 ** 20} MiB over TCP, median of ${repeats})\n\n| path | MB/s | runs | ratio to direct |\n| --- | ---: | --- | ---: |\n`);
-out(`| direct TCP | ${direct.toFixed(0)} | ${loopRuns.direct.map((v) => v.toFixed(0)).join(', ')} | 1.00x |\n`);
-out(`| through the mesh | ${median(loopRuns.mesh).toFixed(0)} | ${loopRuns.mesh.map((v) => v.toFixed(0)).join(', ')} | ${(median(loopRuns.mesh) / direct).toFixed(2)}x |\n`);
-out(`\nagent CPU per MiB (both agents): ${median(loopRuns.cpu).toFixed(1)} ms; largest agent RSS after the transfer: ${median(loopRuns.rss)} MB\n`);
+const isQuick = flag('quick');
+const rounds = Number(value('rounds') ?? (isQuick ? 1 : 3));
+if (!Number.isInteger(rounds) || rounds < 1) {
+  process.stderr.write(`bench: --rounds: expected a whole number ≥ 1, got '${value('rounds')}'\n`);
+  process.exit(2);
+}
+const only = (value('only') ?? '').split(',').filter((s) => s !== '');
+const ownMajor = Number(process.versions.node.split('.')[0]);
+const nodeMajors = [ownMajor, ...(value('node') ?? '20,22,24').split(',').map(Number).filter((n) => Number.isInteger(n) && n !== ownMajor)];
+const outPath = value('out') ?? new URL('../../bench/results/latest.json', import.meta.url).pathname;
 
-saveJson(new URL('../../bench/results/latest.json', import.meta.url).pathname, {
+const started = performance.now();
+const info: Record<string, unknown> = { ...machine(), kernel: release(), openssl: process.versions.openssl, loadavgAtStart: loadavg().map((v) => Number(v.toFixed(2))) };
+const out = (text: string): void => void process.stdout.write(text);
+const log = (line: string): void => void process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+out(`osmoda-mesh benchmarks — ${String(info.date)} — ${String(info.cpu)} × ${String(info.cores)}, kernel ${String(info.kernel)}, node ${String(info.node)}${isQuick ? ' (quick)' : ''}\n\n`);
+
+let network: NetworkResult = { records: [], tools: null, skipped: '--in-process-only', topology: null };
+let markdown = '';
+if (!flag('in-process-only')) {
+  const d = isQuick ? QUICK : FULL;
+  network = await runNetwork({ durations: d, rounds, coldRepeats: isQuick ? 1 : 3, isInstallAllowed: !flag('no-install'), only, nodeMajors, log });
+  if (network.skipped === null) {
+    const versions = network.tools === null ? '' : Object.values(network.tools.versions).join('; ');
+    markdown =
+      `## Paths between two network namespaces (veth), ${rounds === 1 ? 'one run' : `median of ${rounds} runs (min–max)`}\n\n` +
+      `${String(info.cpu)} × ${String(info.cores)} vCPUs, kernel ${String(info.kernel)}, load average ${(info.loadavgAtStart as number[])[0]} when the run started. ` +
+      `iperf3 ${d.iperfSeconds} s (+${d.iperfOmitSeconds} s omitted), RR: ${d.rrCount} round trips of 64 bytes, conn/s: ${d.connLoops} loops for ${d.connSeconds} s. ${versions}.\n\n` +
+      markdownTables(network.records, rounds) +
+      '\n\n### The mesh by Node version\n\n' +
+      meshTable(network.records) +
+      '\n\n' +
+      CAVEATS.map((c) => `- ${c}`).join('\n') +
+      '\n\n';
+    out(markdown);
+  } else {
+    out(`## Paths between two network namespaces: SKIPPED (${network.skipped})\n\n`);
+  }
+}
+
+let inProcess: Record<string, unknown> | null = null;
+if (!flag('network-only')) {
+  log('in-process benchmarks');
+  inProcess = await runInProcess(isQuick, out);
+}
+
+const seconds = (performance.now() - started) / 1000;
+info.loadavgAtEnd = loadavg().map((v) => Number(v.toFixed(2)));
+saveJson(outPath, {
+  date: info.date,
   machine: info,
   quick: isQuick,
-  crypto,
-  protocol,
-  tunnelInProcess: { bytes: tunnelBytes, runs: tunnelRuns },
-  agentsLoopback: { bytes: loopBytes, runs: loopRuns },
+  rounds,
+  seconds: Math.round(seconds),
+  paths: network.records.map(pathJson),
+  network: { skipped: network.skipped, topology: network.topology, tools: network.tools, caveats: CAVEATS },
+  in_process: inProcess,
 });
-out('\nsaved bench/results/latest.json\n');
+if (markdown !== '') writeFileSync(outPath.replace(/\.json$/, '.md'), markdown);
+out(`\nsaved ${outPath} (${seconds.toFixed(0)} s in all)\n`);
