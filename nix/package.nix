@@ -10,7 +10,9 @@
   buildNpmPackage,
   importNpmLock,
   nodejs_22,
-  # The Node.js the agent runs on; see README benchmarks (Node 20 against 22 and 24) before changing.
+  # The Node.js the agent runs on. Measured (README, Benchmarks): Node 20 was fastest on the mesh
+  # path but is past its end of life (2026-04-30); of the supported ones, 22 beat 24 on round-trip
+  # latency, new connections and memory. Re-measure before changing.
   # Not called `nodejs`: callPackage would fill that from pkgs.nodejs and this default would never apply.
   agentNodejs ? nodejs_22,
 }:
