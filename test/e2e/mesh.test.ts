@@ -7,11 +7,11 @@
  * come back with no manual step.
  */
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PeersResponse, ResolveResponse, StatusResponse } from '../../src/control/protocol.js';
+import { MAIN_JS, REPO_ROOT, describeExec, pollUntil, tail } from './helpers/agents.js';
 import { e2eGate } from './helpers/gate.js';
 import { createTopology, isPidRunning, NAME_PREFIX, TMP_ROOT } from './helpers/netns.js';
 import type { ExecResult, Topology } from './helpers/netns.js';
@@ -20,8 +20,6 @@ import type { BlobServerHandle, DirServiceHandle } from './helpers/services.js';
 
 const gate = e2eGate('mesh');
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN_JS = join(REPO_ROOT, 'dist/src/main.js');
 const HOSTS = ['a', 'b', 'c'] as const;
 type Host = (typeof HOSTS)[number];
 const TUNNEL_PORT = 18800;
@@ -33,44 +31,6 @@ const BLOB_BYTES = 100 * 1024 * 1024;
 const BLOB_SEED = 'mesh-e2e';
 const DOWN_BOUND_MS = 30_000;
 const RECONNECT_BOUND_MS = 40_000;
-const POLL_MS = 250;
-const LOG_TAIL_BYTES = 6 * 1024;
-
-interface PollOptions {
-  timeoutMs: number;
-  intervalMs?: number;
-}
-
-/**
- * Calls `probe` until it returns a value other than undefined, bounded both by time and by a count
- * derived from it (a probe that hangs cannot stretch the count, one that returns at once cannot
- * spin). Throws naming `what` and the last thing seen.
- */
-async function pollUntil<T>(what: string, opts: PollOptions, probe: () => Promise<T | undefined>, lastSeen?: () => string): Promise<T> {
-  const intervalMs = opts.intervalMs ?? POLL_MS;
-  const deadline = Date.now() + opts.timeoutMs;
-  const maxAttempts = Math.ceil(opts.timeoutMs / intervalMs) + 1;
-  for (let attempt = 0; attempt < maxAttempts && Date.now() < deadline; attempt++) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`${what}: not reached within ${opts.timeoutMs} ms${lastSeen === undefined ? '' : `; last seen: ${lastSeen()}`}`);
-}
-
-function tail(path: string, bytes = LOG_TAIL_BYTES): string {
-  try {
-    const text = readFileSync(path, 'utf8');
-    return text.length > bytes ? `…${text.slice(-bytes)}` : text;
-  } catch (err) {
-    return `(cannot read ${path}: ${(err as Error).message})`;
-  }
-}
-
-function describeExec(r: ExecResult): string {
-  return `exit ${r.timedOut ? 'timeout' : (r.code ?? r.signal)}; stdout: ${r.stdout.trim().slice(0, 1000)}; stderr: ${r.stderr.trim().slice(0, 1000)}`;
-}
-
 function mbPerSecond(bytes: number, ms: number): number {
   return bytes / 1e6 / (ms / 1000);
 }
