@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ServicesResponse, StatusResponse, TokenListResponse } from '../../src/control/protocol.js';
 import { describeExec, MAIN_JS, pollUntil } from './helpers/agents.js';
-import { createFaultMesh, type FaultMesh } from './helpers/fault-mesh.js';
+import { seconds as s, useFaultMesh } from './helpers/fault-mesh.js';
 import { e2eGate } from './helpers/gate.js';
 import { createTopology, isPidRunning, NAME_PREFIX, TMP_ROOT } from './helpers/netns.js';
 import type { Topology } from './helpers/netns.js';
@@ -25,35 +25,14 @@ const KEEP_PORT = 9200;
 const ENDLESS_BYTES = 2 ** 40;
 const DOWN_BOUND_MS = 30_000;
 const RECOVER_BOUND_MS = 5_000;
-const s = (ms: number): string => (ms / 1000).toFixed(1);
 
 describe.skipIf(!gate.ok)('faults: kill -9 mid-transfer, restart keeps state', () => {
-  let mesh: FaultMesh | undefined;
-  let hasFailed = false;
-  const m = (): FaultMesh => {
-    if (mesh === undefined) throw new Error('fault mesh was not created');
-    return mesh;
-  };
-
-  beforeAll(async () => {
-    mesh = await createFaultMesh({
+  const m = useFaultMesh({
       label: 'crash',
       hosts: ['a', 'b', 'c'],
       spare: ['d'],
       servers: [{ host: 'b', name: 'gen', port: GEN_PORT }],
     });
-  }, 180_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') {
-      hasFailed = true;
-      mesh?.fleet.printLogs(`'${ctx.task.name}' failed`);
-    }
-  });
-
-  afterAll(async () => {
-    await mesh?.close(hasFailed);
-  }, 60_000);
 
   it('kill -9 of the provider mid-transfer: peers see it down, the client gets a reset and a clean prefix, restart recovers within 5 s of ready', { timeout: 150_000 }, async () => {
     const vip = await m().vip('a', 'gen', 'b');

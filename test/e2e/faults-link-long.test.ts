@@ -5,8 +5,8 @@
  * is back the tunnel and the service must return by themselves (reconnect backoff 1 s → 30 s).
  * Measured figures are printed on lines starting with "FAULT ".
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createFaultMesh, sleep, type FaultMesh } from './helpers/fault-mesh.js';
+import { describe, expect, it } from 'vitest';
+import { seconds as s, sleep, useFaultMesh } from './helpers/fault-mesh.js';
 import { e2eGate } from './helpers/gate.js';
 import { describeCut, RESET_CODES, startDownload, TrafficProcess } from './helpers/traffic.js';
 
@@ -20,30 +20,9 @@ const OUTAGE_MS = 60_000;
 const DOWN_BOUND_MS = 30_000 + 1_500;
 /** Reconnect backoff is capped at 30 s (with jitter); a dial in progress may take up to its 10 s timeout. */
 const HEAL_BOUND_MS = 45_000;
-const s = (ms: number): string => (ms / 1000).toFixed(1);
 
 describe.skipIf(!gate.ok)('faults: 60 s link outage', () => {
-  let mesh: FaultMesh | undefined;
-  let hasFailed = false;
-  const m = (): FaultMesh => {
-    if (mesh === undefined) throw new Error('fault mesh was not created');
-    return mesh;
-  };
-
-  beforeAll(async () => {
-    mesh = await createFaultMesh({ label: 'linklong', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
-  }, 180_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') {
-      hasFailed = true;
-      mesh?.fleet.printLogs(`'${ctx.task.name}' failed`);
-    }
-  });
-
-  afterAll(async () => {
-    await mesh?.close(hasFailed);
-  }, 60_000);
+  const m = useFaultMesh({ label: 'linklong', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
 
   it('link down 60 s: both sides see down after 30 s of silence, the stream is reset cleanly, tunnel and service return after link up', { timeout: 200_000 }, async () => {
     const vip = await m().vip('a', 'gen', 'b');

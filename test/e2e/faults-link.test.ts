@@ -9,8 +9,8 @@
  * this one); `npm run test:soak` adds five flaps in a row. Measured figures are printed on lines
  * starting with "FAULT ".
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createFaultMesh, sleep, type FaultMesh } from './helpers/fault-mesh.js';
+import { describe, expect, it } from 'vitest';
+import { seconds as s, sleep, useFaultMesh } from './helpers/fault-mesh.js';
 import { e2eGate } from './helpers/gate.js';
 import { describeCut, RESET_CODES, startDownload, TrafficProcess } from './helpers/traffic.js';
 
@@ -30,31 +30,10 @@ const DEAD_AFTER_MS = 30_000;
 const DOWN_BOUND_MS = DEAD_AFTER_MS + 1_500;
 /** Reconnect backoff is capped at 30 s (with jitter); a dial in progress may take up to its 10 s timeout. */
 const HEAL_BOUND_MS = 45_000;
-const s = (ms: number): string => (ms / 1000).toFixed(1);
 const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
 
 describe.skipIf(!gate.ok)('faults: link flap and one-way partition', () => {
-  let mesh: FaultMesh | undefined;
-  let hasFailed = false;
-  const m = (): FaultMesh => {
-    if (mesh === undefined) throw new Error('fault mesh was not created');
-    return mesh;
-  };
-
-  beforeAll(async () => {
-    mesh = await createFaultMesh({ label: 'link', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
-  }, 180_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') {
-      hasFailed = true;
-      mesh?.fleet.printLogs(`'${ctx.task.name}' failed`);
-    }
-  });
-
-  afterAll(async () => {
-    await mesh?.close(hasFailed);
-  }, 60_000);
+  const m = useFaultMesh({ label: 'link', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
 
   /**
    * Cuts b's link for each of `flapsMs` in turn (5 s apart) under one paced stream; checks the

@@ -10,9 +10,9 @@
  * keep every stream whose target closed first, until the tunnel hit maxStreams).
  * Measured figures are printed on lines starting with "FAULT ".
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pollUntil } from './helpers/agents.js';
-import { createFaultMesh, sleep, type FaultMesh } from './helpers/fault-mesh.js';
+import { seconds as s, sleep, useFaultMesh } from './helpers/fault-mesh.js';
 import { e2eGate } from './helpers/gate.js';
 import { downloadOnce, mbPerSecond, mib, startDownload, TrafficProcess } from './helpers/traffic.js';
 import type { ProcStats } from './helpers/traffic.js';
@@ -39,7 +39,6 @@ const RATE_BYTES = 1024;
 const FD_SLACK = 4;
 /** V8 keeps some heap it grew into; a leak of 1,000 streams' worth of buffers would be far more. */
 const LOAD_RSS_BOUND_KIB = 64 * 1024;
-const s = (ms: number): string => (ms / 1000).toFixed(1);
 
 function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
@@ -47,12 +46,7 @@ function median(values: number[]): number {
 }
 
 describe.skipIf(!gate.ok)('faults: stalled receiver, 1,000 streams, 200 connections/s', () => {
-  let mesh: FaultMesh | undefined;
-  let hasFailed = false;
-  const m = (): FaultMesh => {
-    if (mesh === undefined) throw new Error('fault mesh was not created');
-    return mesh;
-  };
+  const m = useFaultMesh({ label: 'load', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
   const both = (): { a: ProcStats; b: ProcStats } => ({ a: m().stats('a'), b: m().stats('b') });
   const streamsOn = async (from: string, to: string): Promise<number | undefined> =>
     (await m().status(from))?.peers.find((p) => p.name === to)?.streams;
@@ -82,21 +76,6 @@ describe.skipIf(!gate.ok)('faults: stalled receiver, 1,000 streams, 200 connecti
     );
     return now;
   };
-
-  beforeAll(async () => {
-    mesh = await createFaultMesh({ label: 'load', hosts: ['a', 'b'], servers: [{ host: 'b', name: 'gen', port: GEN_PORT }] });
-  }, 180_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') {
-      hasFailed = true;
-      mesh?.fleet.printLogs(`'${ctx.task.name}' failed`);
-    }
-  });
-
-  afterAll(async () => {
-    await mesh?.close(hasFailed);
-  }, 60_000);
 
   it('connections closed by the server first, or half-closed by the client, leave no stream on either agent', { timeout: 120_000 }, async () => {
     const vip = await m().vip('a', 'gen', 'b');

@@ -5,6 +5,7 @@
  * process whatever namespace the agent runs in, so polling costs no process spawn).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { join } from 'node:path';
 import { ControlClient } from '../../../src/control/client.js';
 import type { StatusResponse } from '../../../src/control/protocol.js';
@@ -273,4 +274,34 @@ export async function createFaultMesh(opts: FaultMeshOptions): Promise<FaultMesh
     throw err;
   }
   return mesh;
+}
+
+/** Milliseconds as seconds with one decimal, for the FAULT lines. */
+export function seconds(ms: number): string {
+  return (ms / 1000).toFixed(1);
+}
+
+/**
+ * One fault mesh for the enclosing describe: built before its tests, agent logs printed for a
+ * failed test, torn down after (state kept when something failed). Returns the mesh's accessor.
+ */
+export function useFaultMesh(opts: FaultMeshOptions): () => FaultMesh {
+  let mesh: FaultMesh | undefined;
+  let hasFailed = false;
+  beforeAll(async () => {
+    mesh = await createFaultMesh(opts);
+  }, 180_000);
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') {
+      hasFailed = true;
+      mesh?.fleet.printLogs(`'${ctx.task.name}' failed`);
+    }
+  });
+  afterAll(async () => {
+    await mesh?.close(hasFailed);
+  }, 60_000);
+  return () => {
+    if (mesh === undefined) throw new Error('fault mesh was not created');
+    return mesh;
+  };
 }
