@@ -119,40 +119,25 @@ export class Forwarder {
     // allowHalfOpen: a client's FIN travels to the target as a fin and the answer still flows back
     // (splice); without it node ends our side at once and the stream is never consumed to its end
     const server = createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onConnection(listener, socket));
-    if (this.#init.nat !== undefined) return this.#listenForNat(listener, server);
+    // nat mode: any free port on 127.0.0.1, which the DNAT rule (installed by #syncNat) points at
+    const isNat = this.#init.nat !== undefined;
+    const bindHost = isNat ? '127.0.0.1' : vip;
     return new Promise((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') {
+        if (err.code === 'EADDRINUSE' && !isNat) {
           const owner = findListeningProcess(port);
           listener.problem = `port ${port} on ${vip} is in use${owner ? ` by ${owner}` : ' by another process'} (it listens on 0.0.0.0:${port} or this VIP); ${service}:${port} is unreachable on this node`;
         } else {
-          listener.problem = `cannot listen on ${vip}:${port}: ${err.message}`;
+          listener.problem = isNat ? `cannot listen on 127.0.0.1 for ${vip}:${port}: ${err.message}` : `cannot listen on ${vip}:${port}: ${err.message}`;
         }
         this.#init.metrics.count('listener_failed_total', err.code ?? 'error');
         this.#init.logger.warn({ service, vip, port, err: listener.problem }, 'service listener failed');
         resolve();
       });
-      server.listen({ host: vip, port, exclusive: true }, () => {
+      server.listen({ host: bindHost, port: isNat ? 0 : port, exclusive: true }, () => {
         listener.server = server;
-        this.#init.logger.debug({ service, vip, port }, 'service listener up');
-        resolve();
-      });
-    });
-  }
-
-  /** nat mode: any free port on 127.0.0.1; the DNAT rule (installed by #syncNat) points at it. */
-  #listenForNat(listener: Listener, server: Server): Promise<void> {
-    return new Promise((resolve) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        listener.problem = `cannot listen on 127.0.0.1 for ${listener.vip}:${listener.port}: ${err.message}`;
-        this.#init.metrics.count('listener_failed_total', err.code ?? 'error');
-        this.#init.logger.warn({ service: listener.service, vip: listener.vip, port: listener.port, err: listener.problem }, 'service listener failed');
-        resolve();
-      });
-      server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-        listener.server = server;
-        listener.localPort = (server.address() as { port: number }).port;
-        this.#init.logger.debug({ service: listener.service, vip: listener.vip, port: listener.port, localPort: listener.localPort }, 'service listener up (nat)');
+        if (isNat) listener.localPort = (server.address() as { port: number }).port;
+        this.#init.logger.debug({ service, vip, port, localPort: listener.localPort ?? undefined }, 'service listener up');
         resolve();
       });
     });

@@ -172,16 +172,21 @@ export class MeshNode {
     membership.apply(this.#record(), this.#init.clock.now(), true);
   }
 
-  /** Re-signs our record above `seq` and tells every peer, if `seq` is not already below ours. */
-  #outrank(seq: number): void {
-    const joined = this.#joined;
-    if (joined === undefined || seq < this.#seq) return;
-    this.#seq = seq;
+  /** Signs our record afresh (higher sequence), stores it and sends it to every connected peer. */
+  #republishRecord(joined: Joined): void {
     this.#ownRecord = undefined;
     const record = this.#record();
     joined.membership.apply(record, this.#init.clock.now(), true);
     this.#saveMembers();
     joined.peers.broadcast(record);
+  }
+
+  /** Re-signs our record above `seq` and tells every peer, if `seq` is not already below ours. */
+  #outrank(seq: number): void {
+    const joined = this.#joined;
+    if (joined === undefined || seq < this.#seq) return;
+    this.#seq = seq;
+    this.#republishRecord(joined);
     this.#init.logger.info({ seq: this.#seq }, 'a peer held a newer copy of our record: re-signed ours above it');
   }
 
@@ -334,11 +339,7 @@ export class MeshNode {
     joined.certBytes = certBytes;
     this.#saveMesh();
     // peers learn the new expiry from our re-signed record; tunnels and streams stay as they are
-    this.#ownRecord = undefined;
-    const record = this.#record();
-    joined.membership.apply(record, this.#init.clock.now(), true);
-    this.#saveMembers();
-    joined.peers.broadcast(record);
+    this.#republishRecord(joined);
     this.metrics.count('cert_renewed_total', 'ok');
     this.#init.logger.info({ expiresAt: new Date(cert.expiresAtMs).toISOString() }, 'certificate renewed');
     this.#init.onChange();
@@ -405,11 +406,7 @@ export class MeshNode {
     this.#services = services.map((s) => ({ name: s.name, ports: [...s.ports].sort((a, b) => a - b) }));
     const joined = this.#joined;
     if (joined === undefined) return;
-    this.#ownRecord = undefined;
-    const record = this.#record();
-    joined.membership.apply(record, this.#init.clock.now(), true);
-    this.#saveMembers();
-    joined.peers.broadcast(record);
+    this.#republishRecord(joined);
     this.#init.onChange();
   }
 
