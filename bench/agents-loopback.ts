@@ -4,6 +4,7 @@ import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 /**
  * Two real agent processes on loopback, one service: how fast does a bulk TCP transfer go through
@@ -72,7 +73,7 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
     for (const [i, name] of ['a', 'b'].entries()) {
       const port = basePort + i;
       agents.push(
-        spawn(process.execPath, [MAIN, 'agent', '--state-dir', join(dir, name), '--listen', `127.0.0.1:${port}`, '--public-endpoint', `ws://127.0.0.1:${port}`, '--control', join(dir, `${name}.sock`), '--dns', 'off', '--vip-range', `127.${91 + i}.0.0/16`], {
+        spawn(process.execPath, [...AGENT_NODE_FLAGS, MAIN, 'agent', '--state-dir', join(dir, name), '--listen', `127.0.0.1:${port}`, '--public-endpoint', `ws://127.0.0.1:${port}`, '--control', join(dir, `${name}.sock`), '--dns', 'off', '--vip-range', `127.${91 + i}.0.0/16`], {
           env: { ...process.env, OSMODA_MESH_NODE_NAME: name },
           stdio: 'ignore',
         }),

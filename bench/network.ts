@@ -11,6 +11,7 @@ import { sampleWhile } from './proc.js';
 import type { Metric, PathRecord } from './report.js';
 import { ensureTools, findOnPath, nodeBinaries, packageOf, type ToolReport } from './tools.js';
 import { connectionRate, iperf, roundTrips, type Durations } from './workloads.js';
+import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 export interface NetworkOptions {
   durations: Durations;
@@ -91,9 +92,18 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
         skip: n.skipped ?? null,
         // -R for the machine's Node only: 4 × 11 s per round more for each row would break the time budget.
         isReverse: index === 0,
-        make: () => meshPath(topo, { name, nodePath: n.path!, nodeVersion: n.version!, index }),
+        make: () => meshPath(topo, { name, nodePath: n.path!, nodeVersion: n.version!, nodeFlags: AGENT_NODE_FLAGS, index }),
       });
     });
+    // The same agent on the machine's Node without AGENT_NODE_FLAGS, so that their effect is a ratio within one run.
+    const own = nodes[0];
+    if (own !== undefined && own.skipped === undefined) {
+      factories.push({
+        name: 'mesh (V8 default GC)',
+        needs: [],
+        make: () => meshPath(topo, { name: 'mesh (V8 default GC)', nodePath: own.path!, nodeVersion: own.version!, nodeFlags: [], index: nodes.length }),
+      });
+    }
     factories.push({ name: 'ssh -L', needs: ['ssh', 'ssh-keygen', 'sshd'], make: () => sshPath(topo, tools.paths) });
     factories.push({ name: 'wireguard-go', needs: ['wireguard-go', 'wg'], skip: tun, make: () => wireguardPath(topo, tools.paths) });
     factories.push({ name: 'nebula', needs: ['nebula', 'nebula-cert'], skip: tun, make: () => nebulaPath(topo, tools.paths) });

@@ -167,6 +167,8 @@ export interface MeshOptions {
   name: string;
   nodePath: string;
   nodeVersion: string;
+  /** Node/V8 flags before main.js: AGENT_NODE_FLAGS as installed, or none for the comparison row. */
+  nodeFlags: readonly string[];
   /** 0, 1, 2…: selects the tunnel port and VIP range so several meshes share the namespaces. */
   index: number;
 }
@@ -197,7 +199,7 @@ export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<
   }
   const start = (side: Side): void => {
     const n = nodes[side];
-    n.child = spawnLogged(topo, side, `mesh${opts.index}-${side}`, opts.nodePath, [AGENT_MAIN, 'agent', '--config', n.config]).child;
+    n.child = spawnLogged(topo, side, `mesh${opts.index}-${side}`, opts.nodePath, [...opts.nodeFlags, AGENT_MAIN, 'agent', '--config', n.config]).child;
   };
   const waitAnswers = async (side: Side): Promise<void> => {
     for (let i = 0; i < 400; i++) {
@@ -239,7 +241,7 @@ export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<
       name: opts.name,
       targets,
       pids: () => ({ client: [nodes.client.child!.pid!], server: [nodes.server.child!.pid!] }),
-      meta: { node: opts.nodeVersion, tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
+      meta: { node: opts.nodeVersion, nodeFlags: opts.nodeFlags.join(' '), tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
       async restartClient() {
         await topo.kill(nodes.client.child!, 3_000);
         const t0 = process.hrtime.bigint();

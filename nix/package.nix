@@ -9,6 +9,7 @@
   lib,
   buildNpmPackage,
   importNpmLock,
+  makeWrapper,
   nodejs_22,
   # The Node.js the agent runs on. Measured (README, Benchmarks): Node 20 was fastest on the mesh
   # path but is past its end of life (2026-04-30); of the supported ones, 22 beat 24 on round-trip
@@ -44,6 +45,15 @@ let
       let name = lockedName path module;
       in module // { resolved = "${registry}/${name}/-/${baseNameOf name}-${module.version}.tgz"; };
   packageLock = lib.importJSON (root + "/package-lock.json");
+
+  # The V8 flags the agent is tuned for (src/daemon/node-flags.ts: --single-threaded-gc, +40%
+  # throughput on 2 cores). main.ts's first line carries them (`#!/usr/bin/env -S node FLAGS`), and
+  # a unit test keeps that line equal to AGENT_NODE_FLAGS; read them from there, not from a copy.
+  shebang = lib.head (lib.splitString "\n" (builtins.readFile (root + "/src/main.ts")));
+  shebangPrefix = "#!/usr/bin/env -S node";
+  agentNodeFlags =
+    if lib.hasPrefix shebangPrefix shebang then lib.trim (lib.removePrefix shebangPrefix shebang)
+    else throw "nix/package.nix: src/main.ts must start with `${shebangPrefix} <flags>`, found `${shebang}`";
 in
 buildNpmPackage {
   pname = packageJson.name;
@@ -59,6 +69,15 @@ buildNpmPackage {
   # `tsc` into dist/; the bin osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto
   # is installed beside dist/ ("files"), where src/wire/schema.ts finds it by walking up.
   npmBuildScript = "build";
+
+  # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's flags: wrap it again
+  # with them in front of the script.
+  nativeBuildInputs = [ makeWrapper ];
+  postInstall = ''
+    makeWrapper ${agentNodejs}/bin/node $out/bin/osmoda-mesh \
+      --add-flags ${lib.escapeShellArg agentNodeFlags} \
+      --add-flags $out/lib/node_modules/${packageJson.name}/dist/src/main.js
+  '';
 
   meta = {
     description = packageJson.description;

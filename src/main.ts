@@ -1,6 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 import { runCli } from './cli/index.js';
 import type { RunAgent } from './config/index.js';
+
+// The first line's V8 flags are src/daemon/node-flags.ts's AGENT_NODE_FLAGS (a test keeps them equal).
 
 // The daemon (protobuf schema, crypto, servers) loads only for `agent`: client verbs start faster.
 const runAgent: RunAgent = async (options) => (await import('./daemon/index.js')).runAgent(options);

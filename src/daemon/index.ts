@@ -2,11 +2,13 @@ import { toMeshError } from '../errors.js';
 import { Agent } from './agent.js';
 import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
+import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
 
 export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
 export type { AgentCliOptions, RunAgent } from '../config/index.js';
 export { resolveConfig } from './resolve-config.js';
+export { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
 
 /** `osmoda-mesh agent`: runs until SIGINT/SIGTERM, then closes everything in reverse order. */
 export const runAgent: RunAgent = async (options: AgentCliOptions) => {
@@ -26,6 +28,13 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     process.stderr.write(`error: ${error.message}\n`);
     await agent.close().catch(() => undefined);
     return 1;
+  }
+  const missingFlags = missingAgentNodeFlags();
+  if (missingFlags.length > 0) {
+    agent.logger.warn(
+      { missing: missingFlags, want: AGENT_NODE_FLAGS },
+      'node was started without the flags the agent is tuned for (run the installed osmoda-mesh, or node with these flags): expect lower throughput',
+    );
   }
   // One failed background task must not take every tunnel and stream down with the process: log
   // it loudly and keep serving (systemd restarts the agent if it really dies).

@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeF
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PeersResponse, ResolveResponse, StatusResponse } from '../../src/control/protocol.js';
-import { MAIN_JS, REPO_ROOT, describeExec, pollUntil, tail } from './helpers/agents.js';
+import { AGENT_ARGV, MAIN_JS, REPO_ROOT, describeExec, pollUntil, tail } from './helpers/agents.js';
 import { e2eGate } from './helpers/gate.js';
 import { createTopology, isPidRunning, NAME_PREFIX, TMP_ROOT } from './helpers/netns.js';
 import type { ExecResult, Topology } from './helpers/netns.js';
@@ -74,8 +74,7 @@ describe.skipIf(!gate.ok)('mesh end to end: three agents in three namespaces', (
         host,
         process.execPath,
         [
-          MAIN_JS,
-          'agent',
+          ...AGENT_ARGV,
           '--state-dir', join(dir(), `${host}-state`),
           '--listen', `${ip}:${TUNNEL_PORT}`,
           '--public-endpoint', `ws://${ip}:${TUNNEL_PORT}`,

@@ -92,6 +92,19 @@ describe.skipIf(!nixGate('nix/package.nix', 'eval'))('nix/package.nix', () => {
     expect(evalPackage().args['nodejs']).toMatch(/-nodejs-22$/);
   });
 
+  it('wraps the bin as node <the agent\'s V8 flags, from main.ts\'s first line> main.js', () => {
+    const { args } = evalPackage();
+    const flags = readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8').split('\n')[0]!.replace('#!/usr/bin/env -S node ', '');
+    expect(flags).toBe('--single-threaded-gc');
+    expect(args['nativeBuildInputs']).toEqual([expect.stringMatching(/-make-wrapper-hook$/)]);
+    const script = String(args['postInstall']);
+    expect(script).toMatch(/makeWrapper \/nix\/store\/[a-z0-9]+-nodejs-22\/bin\/node \$out\/bin\/osmoda-mesh/);
+    expect(script).toMatch(new RegExp(`--add-flags '?${flags}'? `)); // escapeShellArg quotes only when needed
+    expect(script).toContain('--add-flags $out/lib/node_modules/osmoda-mesh/dist/src/main.js');
+    // the flags come before the script: node would hand them to main.js as arguments otherwise
+    expect(script.indexOf(flags)).toBeLessThan(script.indexOf('dist/src/main.js'));
+  });
+
   it('has the meta NixOS needs: mainProgram (lib.getExe), MIT license, description', () => {
     const { meta } = evalPackage();
     expect(meta.mainProgram).toBe('osmoda-mesh');
