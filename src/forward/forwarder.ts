@@ -5,6 +5,7 @@ import type { MeshMetrics, MeshNode, Provider } from '../mesh/index.js';
 import { EARLY_DATA_BYTES, type MuxStream } from '../mux/index.js';
 import { findListeningProcess } from './process-finder.js';
 import type { LocalServices } from './local-services.js';
+import { lazyChild } from './lazy-log.js';
 import { splice } from './splice.js';
 import type { NatTable } from './nat-table.js';
 
@@ -165,7 +166,7 @@ export class Forwarder {
     listener.sockets.add(socket);
     socket.once('close', () => listener.sockets.delete(socket));
     socket.on('error', () => undefined);
-    const log = this.#init.logger.child({ service: listener.service, port: listener.port });
+    const log = lazyChild(this.#init.logger, () => ({ service: listener.service, port: listener.port }));
     const candidates = this.#candidates(listener.service, listener.port);
     // Early data: what the client sends before a provider accepts goes out with the open (no round
     // trip), and is kept (at most EARLY_DATA_BYTES, the early credit) so that it can be sent again
@@ -202,7 +203,7 @@ export class Forwarder {
       if (provider === undefined) {
         stopEarly();
         this.#init.metrics.count('forward_failed_total', ErrorCodes.NO_PROVIDER);
-        log.warn({ reason: lastError }, 'no provider could take the connection: reset');
+        log().warn({ reason: lastError }, 'no provider could take the connection: reset');
         socket.resetAndDestroy();
         return;
       }
@@ -240,7 +241,7 @@ export class Forwarder {
         clearTimeout(acceptTimer);
         if (isAccepted) return;
         if (current === stream) current = undefined;
-        log.debug({ peer: provider.name, err: err.message }, 'provider refused the stream: trying the next');
+        log().debug({ peer: provider.name, err: err.message }, 'provider refused the stream: trying the next');
         attempt(index + 1, err.message);
       };
       stream.once('error', onEarlyError);
@@ -251,7 +252,7 @@ export class Forwarder {
         stopEarly();
         early.length = 0;
         this.#init.metrics.count('forward_streams_total', listener.service);
-        splice(socket, stream, log.child({ peer: provider.name, streamId: stream.id }), isClientEnded);
+        splice(socket, stream, lazyChild(log, () => ({ peer: provider.name, streamId: stream.id })), isClientEnded);
       });
       socket.once('close', () => {
         if (!isAccepted) stream.destroy();

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes } from '../errors.js';
 import type { MeshMetrics, PeerIdentity } from '../mesh/index.js';
 import type { MuxStream, StreamOpenInfo } from '../mux/index.js';
+import { lazyChild } from './lazy-log.js';
 import { splice } from './splice.js';
 
 /** One exposed port: the provider dials this target, never an address a peer asks for. */
@@ -75,12 +76,12 @@ export class LocalServices {
 
   /** MuxSession onStream handler. */
   handleStream(stream: MuxStream, open: StreamOpenInfo, peer: PeerIdentity): void {
-    const log = this.#init.logger.child({ service: open.service, port: open.port, peer: peer.name, streamId: stream.id });
+    const log = lazyChild(this.#init.logger, () => ({ service: open.service, port: open.port, peer: peer.name, streamId: stream.id }));
     stream.on('error', () => undefined); // errors are handled through splice / reject below
     const target = this.target(open.service, open.port);
     if (target === undefined) {
       this.#init.metrics.count('stream_refused_total', ErrorCodes.UNKNOWN_SERVICE);
-      log.info('stream refused: service/port not exposed here');
+      log().info('stream refused: service/port not exposed here');
       stream.reject(ErrorCodes.UNKNOWN_SERVICE, `${open.service}:${open.port} is not exposed on this node`);
       return;
     }
@@ -88,7 +89,7 @@ export class LocalServices {
       // Compose networks as an access boundary (issue 4): refused before any dial, and said loudly
       this.#init.metrics.count('stream_refused_total', ErrorCodes.ACCESS_DENIED);
       this.#init.metrics.count('access_denied_total', open.service);
-      log.warn({ peerTags: peer.tags, allowFrom: target.allowFrom }, 'stream refused: peer not in the service\'s allowFrom');
+      log().warn({ peerTags: peer.tags, allowFrom: target.allowFrom }, 'stream refused: peer not in the service\'s allowFrom');
       stream.reject(ErrorCodes.ACCESS_DENIED, `${open.service}:${open.port} does not allow node ${peer.name} (allowFrom: ${target.allowFrom!.join(', ') || 'nobody'})`);
       return;
     }
@@ -103,7 +104,7 @@ export class LocalServices {
     const onConnectError = (err: Error): void => {
       clearTimeout(timer);
       this.#init.metrics.count('stream_refused_total', ErrorCodes.DIAL_FAILED);
-      log.warn({ target: `${target.host}:${target.port}`, err: err.message }, 'target refused: stream rejected');
+      log().warn({ target: `${target.host}:${target.port}`, err: err.message }, 'target refused: stream rejected');
       stream.reject(ErrorCodes.DIAL_FAILED, `${open.service}: cannot reach its target (${err.message})`);
     };
     socket.once('error', onConnectError);

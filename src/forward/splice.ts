@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
+import type { LazyLog } from './lazy-log.js';
 import type { MuxStream } from '../mux/index.js';
 
 /**
@@ -7,12 +7,12 @@ import type { MuxStream } from '../mux/index.js';
  * faster side), half-close carried both ways, and a failure on either side resetting the other:
  * the application sees a connection reset, never silently truncated data.
  */
-export function splice(socket: Socket, stream: MuxStream, log: Logger, isSocketEnded = false): void {
+export function splice(socket: Socket, stream: MuxStream, log: LazyLog, isSocketEnded = false): void {
   let isDone = false;
   const fail = (side: string, err: Error): void => {
     if (isDone) return;
     isDone = true;
-    log.debug({ side, err: err.message }, 'connection reset');
+    log().debug({ side, err: err.message }, 'connection reset');
     stream.destroy(err);
     // RST rather than FIN: the peer application must not take a cut stream for a complete one
     if (!socket.destroyed) socket.resetAndDestroy();

@@ -322,7 +322,9 @@ export class MuxSession {
       port,
       direction,
       config: this.config,
-      logger: this.#log.child({ streamId: id, service }),
+      // the stream adds streamId and service to its own lines: a child logger per stream cost more
+      // than the stream's whole data path at a few hundred new connections per second
+      logger: this.#log,
       peerWindowBytes,
       sendFrame: (frame) => this.#send(frame),
       isTunnelCongested: () => this.#isTunnelCongested(),

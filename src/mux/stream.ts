@@ -96,6 +96,8 @@ export class MuxStream extends Duplex {
 
   readonly #init: MuxStreamInit;
   readonly #log: Logger;
+  /** The per-frame trace lines build an object per data frame: skip them unless trace is on. */
+  readonly #isTracing: boolean;
   readonly #credit: SendCredit;
   readonly #recv: ReceiveWindow;
   /** 'pending' until accepted (outbound: accept frame arrived; inbound: accept() called). */
@@ -117,6 +119,7 @@ export class MuxStream extends Duplex {
     this.port = init.port;
     this.direction = init.direction;
     this.#log = init.logger;
+    this.#isTracing = init.logger.isLevelEnabled('trace');
     this.#credit = new SendCredit(init.peerWindowBytes);
     this.#recv = new ReceiveWindow({
       initialWindowBytes: init.config.initialWindowBytes,
@@ -153,7 +156,7 @@ export class MuxStream extends Duplex {
     if (this.direction !== 'inbound' || this.#phase !== 'pending' || this.destroyed) return;
     this.#phase = 'open';
     const window = this.#recv.open();
-    this.#log.debug('stream accepted');
+    this.#log.debug({ streamId: this.id, service: this.service }, 'stream accepted');
     this.#init.sendFrame({ kind: 'accept', streamId: this.id, window });
     this.#flush();
   }
@@ -166,7 +169,7 @@ export class MuxStream extends Duplex {
   reject(code: string, message: string): void {
     if (this.direction !== 'inbound' || this.#phase !== 'pending' || this.destroyed) return;
     this.#sendReset(code, message);
-    this.#log.debug({ code }, 'stream rejected');
+    this.#log.debug({ streamId: this.id, service: this.service, code }, 'stream rejected');
     this.destroy();
   }
 
@@ -181,7 +184,7 @@ export class MuxStream extends Duplex {
       return true;
     }
     this.#phase = 'open';
-    this.#log.debug({ windowBytes }, 'stream accepted by peer');
+    this.#log.debug({ streamId: this.id, service: this.service, windowBytes }, 'stream accepted by peer');
     this.emit('accepted');
     this.#flush();
     return true;
@@ -201,7 +204,7 @@ export class MuxStream extends Duplex {
       );
       return;
     }
-    this.#log.trace({ bytes: data.length }, 'data received');
+    if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, bytes: data.length }, 'data received');
     this.#pushedBytes += data.length;
     // push()'s return value is ignored on purpose: the window, not the readable high-water mark,
     // bounds what the peer can make us buffer.
@@ -215,21 +218,21 @@ export class MuxStream extends Duplex {
       this.#fail(ErrorCodes.PROTOCOL, `window: credit ${creditBytes} on top of ${this.#credit.bytes} passes a uint32 window`);
       return;
     }
-    this.#log.trace({ creditBytes }, 'credit received');
+    if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, creditBytes }, 'credit received');
     this.#flush();
   }
 
   handleFin(): void {
     if (this.destroyed || this.#isFinReceived) return;
     this.#isFinReceived = true;
-    this.#log.trace('fin received');
+    this.#log.trace({ streamId: this.id, service: this.service }, 'fin received');
     this.push(null);
   }
 
   handleReset(code: string, message: string): void {
     if (this.destroyed) return;
     this.#isResetDone = true;
-    this.#log.debug({ code }, 'stream reset by peer');
+    this.#log.debug({ streamId: this.id, service: this.service, code }, 'stream reset by peer');
     this.destroy(new StreamResetError(this.id, code, message));
   }
 
@@ -288,7 +291,7 @@ export class MuxStream extends Duplex {
     this.#isResetDone = true;
     this.#pendingWrite = undefined;
     this.#pendingFinal = undefined;
-    this.#log.debug({ err: err ?? undefined, sentBytes: this.#sentBytes, receivedBytes: this.#recv.receivedBytes }, 'stream closed');
+    this.#log.debug({ streamId: this.id, service: this.service, err: err ?? undefined, sentBytes: this.#sentBytes, receivedBytes: this.#recv.receivedBytes }, 'stream closed');
     this.#init.onClose(this);
     callback(err);
   }
@@ -326,7 +329,7 @@ export class MuxStream extends Duplex {
     if (final !== undefined && this.#pendingWrite === undefined && !this.destroyed) {
       this.#pendingFinal = undefined;
       this.#isFinSent = true;
-      this.#log.trace('fin sent');
+      this.#log.trace({ streamId: this.id, service: this.service }, 'fin sent');
       this.#init.sendFrame({ kind: 'fin', streamId: this.id });
       final();
     }
@@ -338,7 +341,7 @@ export class MuxStream extends Duplex {
     this.#recv.setConsumed(this.#pushedBytes - this.readableLength);
     const credit = this.#recv.takeUpdate((extra) => this.#init.reserveWindowBytes(extra));
     if (credit > 0) {
-      this.#log.trace({ credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
+      if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
       this.#init.sendFrame({ kind: 'window', streamId: this.id, credit });
     }
   }
@@ -356,7 +359,7 @@ export class MuxStream extends Duplex {
   /** A stream-level violation by the peer: reset this stream only, with `code`. */
   #fail(code: ErrorCode, detail: string): void {
     const err = new MeshError(code, `stream ${this.id} (${this.service}:${this.port}): ${detail}`, { wireReason: detail });
-    this.#log.debug({ err }, 'stream failed');
+    this.#log.debug({ streamId: this.id, service: this.service, err }, 'stream failed');
     this.destroy(err);
   }
 }
