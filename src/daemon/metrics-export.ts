@@ -59,6 +59,15 @@ export function metricFamilies(input: { metrics: MeshMetrics; peers: PeerView[];
     samples: up.filter((p) => p.rttMs !== null).map((p) => ({ labels: { peer: p.name }, value: p.rttMs! / 1000 })),
   });
   out.push({ name: 'peer_buffered_bytes', help: 'Bytes a peer can make this node buffer (stream windows plus queued).', type: 'gauge', samples: up.map((p) => ({ labels: { peer: p.name }, value: p.bufferedBytes })) });
+  // The agent process itself (what `npm run bench` reads from /proc), so memory can be watched in
+  // production: RSS, and the part of it that is V8's heap and the Buffers outside it.
+  const memory = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  out.push({ name: 'process_resident_memory_bytes', help: 'Resident memory of the agent process.', type: 'gauge', samples: [{ value: memory.rss }] });
+  out.push({ name: 'process_heap_used_bytes', help: "V8 heap in use (JavaScript objects).", type: 'gauge', samples: [{ value: memory.heapUsed }] });
+  out.push({ name: 'process_heap_total_bytes', help: 'V8 heap reserved (in use plus free space V8 keeps).', type: 'gauge', samples: [{ value: memory.heapTotal }] });
+  out.push({ name: 'process_external_memory_bytes', help: 'Memory outside the V8 heap held by JavaScript objects, mostly Buffers (socket reads, messages in flight).', type: 'gauge', samples: [{ value: memory.external }] });
+  out.push({ name: 'process_cpu_seconds_total', help: 'CPU time of the agent process, user plus system.', type: 'counter', samples: [{ value: (cpu.user + cpu.system) / 1e6 }] });
   if (input.dns !== undefined) {
     const dns = input.dns;
     out.push({ name: 'dns_queries_total', help: 'DNS messages received.', type: 'counter', samples: [{ value: dns.queries }] });

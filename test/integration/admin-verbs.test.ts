@@ -40,6 +40,14 @@ describe('ping and token administration', () => {
     expect(text).toContain('osmoda_mesh_peers{state="up"} 1');
     expect(text).toMatch(/osmoda_mesh_tunnel_up_total [1-9]/);
     expect(text).toContain('osmoda_mesh_join_accepted_total 1');
+    // the process itself: an agent in this test process holds tens of MB, and has used some CPU
+    const gauge = (name: string): number => Number(new RegExp(`^osmoda_mesh_${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(gauge('process_resident_memory_bytes')).toBeGreaterThan(10 * 2 ** 20);
+    expect(gauge('process_heap_used_bytes')).toBeGreaterThan(2 ** 20);
+    expect(gauge('process_heap_total_bytes')).toBeGreaterThanOrEqual(gauge('process_heap_used_bytes'));
+    expect(gauge('process_external_memory_bytes')).toBeGreaterThan(0);
+    expect(gauge('process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(text).toContain('# TYPE osmoda_mesh_process_cpu_seconds_total counter');
     const health = await fetch(`http://127.0.0.86:${metricsPort}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.text()).toBe('ok: member of admin, 1 peer(s) up\n');
