@@ -3,6 +3,7 @@ import { Agent } from './agent.js';
 import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
 import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
+import { enableBufferReclaim } from '../util/buffer-reclaim.js';
 
 export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
@@ -29,6 +30,7 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     await agent.close().catch(() => undefined);
     return 1;
   }
+  if (!enableBufferReclaim()) agent.logger.warn('this Node offers no minor garbage collection: memory under load will be higher');
   const missingFlags = missingAgentNodeFlags();
   if (missingFlags.length > 0) {
     agent.logger.warn(

@@ -4,6 +4,7 @@ import type { NoiseTransport } from '../crypto/noise/index.js';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
+import { noteRelayedBytes } from '../util/buffer-reclaim.js';
 import { MAX_BATCH_BYTES, decodeBatch, encodeBatchParts, type Frame, type FrameChannel } from '../wire/index.js';
 import { CloseCodes, type TunnelConfig } from './config.js';
 import { closeWs, toBytes } from './message-socket.js';
@@ -231,6 +232,7 @@ export class Tunnel implements FrameChannel {
       this.#clock.monotonicMs() - this.#lastSendRekeyMs >= this.#config.rekeyAfterMs;
     if (isRekeyDue) frames.push({ kind: 'rekey' });
     const sealed = this.#transport.sealParts(encodeBatchParts(frames));
+    noteRelayedBytes(sealed.length);
     this.#ws.send(sealed, { binary: true }, () => this.#checkDrain());
     if (isRekeyDue) {
       // the Rekey frame was the last one sealed under the old key; the peer switches after it too
@@ -260,6 +262,7 @@ export class Tunnel implements FrameChannel {
 
   #onTransportMessage(message: Uint8Array): void {
     if (!this.#isOpen) return;
+    noteRelayedBytes(message.length);
     let frames: Frame[];
     try {
       frames = decodeBatch(this.#transport.open(message));
