@@ -320,13 +320,7 @@ function readPort(node: TreeNode, service: string, reader: Reader): PortSpec {
   const raw = asString(node, reader, `${what} entry`, true);
   if (node.kind === 'scalar' && typeof node.value === 'number' && !Number.isInteger(node.value)) reader.fail(node.line, `${what} entry ${raw}: ${PORT_FORMAT}`);
   const text = reader.interpolate(raw, node.line, `${what} entry`).text;
-  let body = text;
-  let protocol = 'tcp';
-  const slash = body.lastIndexOf('/');
-  if (slash !== -1) {
-    protocol = readProtocol(body.slice(slash + 1), node.line, what, reader);
-    body = body.slice(0, slash);
-  }
+  const { body, protocol } = splitProtocol(text, node.line, what, reader);
   let hostIp: string | null = null;
   let parts: string[];
   if (body.startsWith('[')) {
@@ -364,15 +358,16 @@ function readExpose(node: TreeNode, service: string, reader: Reader): PortSpec {
   const what = `service '${service}' expose`;
   const raw = asString(node, reader, `${what} entry`, true);
   const text = reader.interpolate(raw, node.line, `${what} entry`).text;
-  let body = text;
-  let protocol = 'tcp';
-  const slash = body.lastIndexOf('/');
-  if (slash !== -1) {
-    protocol = readProtocol(body.slice(slash + 1), node.line, what, reader);
-    body = body.slice(0, slash);
-  }
+  const { body, protocol } = splitProtocol(text, node.line, what, reader);
   const spec: PortSpec = { line: node.line, source: 'expose', text: display(text), targets: [], protocol, published: null, hostIp: null, unresolved: [] };
   return fillTargets(spec, body, `${what} entry '${display(raw)}'`, 'expected a port 1..65535 or a range such as 3000-3002, optionally with /tcp or /udp', reader);
+}
+
+/** `8080/udp` → body `8080`, protocol `udp`; no suffix means tcp (ports and expose alike). */
+function splitProtocol(text: string, line: number, what: string, reader: Reader): { body: string; protocol: string } {
+  const slash = text.lastIndexOf('/');
+  if (slash === -1) return { body: text, protocol: 'tcp' };
+  return { body: text.slice(0, slash), protocol: readProtocol(text.slice(slash + 1), line, what, reader) };
 }
 
 function readProtocol(text: string, line: number, what: string, reader: Reader): string {
