@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { MeshError, type ErrorCode } from '../../src/errors.js';
+import { concatBytes } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
 
 /**
@@ -200,39 +201,28 @@ function mutate(valid: readonly Uint8Array[], index: number, op: number, a: numb
       return base.slice(0, a % (base.length + 1));
     case 9: {
       const i = a % (base.length + 1);
-      return concat(base.subarray(0, i), rnd.bytes(1 + (b % 12)), base.subarray(i));
+      return concatBytes(base.subarray(0, i), rnd.bytes(1 + (b % 12)), base.subarray(i));
     }
     case 10: {
       const other = valid[b % valid.length]!;
-      return concat(base.subarray(0, a % (base.length + 1)), other.subarray(seed % (other.length + 1)));
+      return concatBytes(base.subarray(0, a % (base.length + 1)), other.subarray(seed % (other.length + 1)));
     }
     case 11:
     case 12: {
       const v = Uint8Array.from(HOSTILE_VARINTS[b % HOSTILE_VARINTS.length]!);
       const i = a % (base.length + 1);
       const rest = op === 11 ? base.subarray(i) : base.subarray(Math.min(base.length, i + v.length));
-      return concat(base.subarray(0, i), v, rest);
+      return concatBytes(base.subarray(0, i), v, rest);
     }
     case 13: {
       const n = 2 + (b % 5);
-      return concat(...Array.from({ length: n }, () => base));
+      return concatBytes(...Array.from({ length: n }, () => base));
     }
     default:
       return rnd.bytes(a % (maxRandom + 1));
   }
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /**
  * Runs `decode` on an input that claims far more bytes than it holds, `times` times, and checks it
