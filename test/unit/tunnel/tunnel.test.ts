@@ -7,14 +7,12 @@ import type WebSocket from 'ws';
 import { Ed25519Private, X25519Private } from '../../../src/crypto/keys/index.js';
 import type { NoiseTransport } from '../../../src/crypto/noise/index.js';
 import { ErrorCodes, MeshError, isMeshError } from '../../../src/errors.js';
-import { issueCert, meshIdOf, verifyCert, type VerifiedCert } from '../../../src/mesh/index.js';
+import { issueCert, type VerifiedCert } from '../../../src/mesh/index.js';
 import {
   CloseCodes,
-  MessageSocket,
   Tunnel,
   TunnelServer,
   dialWebSocket,
-  performTunnelHandshake,
   verifyTunnelConfig,
   type HandshakeResult,
   type TunnelConfig,
@@ -23,6 +21,8 @@ import { systemClock } from '../../../src/util/clock.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { MAX_DATA_FRAME, type Frame } from '../../../src/wire/index.js';
 import { expectMeshErrorValue as expectMeshError } from '../../helpers/mesh-error.js';
+// one source for the test mesh's authority and the certificate-checking tunnel handshake
+import { newAuthority, tunnelHandshake as handshake, type Authority } from '../security/harness.js';
 
 /**
  * Two tunnel endpoints in one process over a real WebSocket on 127.0.0.1: a TunnelServer route on
@@ -83,20 +83,10 @@ function closeCode(ws: WebSocket): Promise<number> {
 
 // ---- mesh identities ------------------------------------------------------------------------
 
-interface Authority {
-  key: Ed25519Private;
-  meshId: Uint8Array;
-}
-
 interface Member {
   name: string;
   noise: X25519Private;
   cert: Uint8Array;
-}
-
-function newAuthority(): Authority {
-  const key = Ed25519Private.generate();
-  return { key, meshId: meshIdOf(key.publicKey) };
 }
 
 function newMember(authority: Authority, name: string): Member {
@@ -112,25 +102,6 @@ function newMember(authority: Authority, name: string): Member {
     nowMs: Date.now(),
   });
   return { name, noise, cert };
-}
-
-function handshake(
-  isInitiator: boolean,
-  ws: WebSocket,
-  self: Member,
-  trusted: Authority,
-  timeoutMs = 3_000,
-): Promise<HandshakeResult<VerifiedCert>> {
-  return performTunnelHandshake<VerifiedCert>(isInitiator, {
-    socket: new MessageSocket(ws),
-    clock: systemClock,
-    timeoutMs,
-    staticKey: self.noise,
-    meshId: trusted.meshId,
-    payload: self.cert,
-    verifyRemote: (payload, remoteStatic) =>
-      verifyCert(payload, { authorityPublic: trusted.key.publicKey, nowMs: Date.now(), expectedX25519: remoteStatic }),
-  });
 }
 
 // ---- server harness -------------------------------------------------------------------------
