@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { disableBufferReclaim, enableBufferReclaim, loadMinorCollect, noteRelayedBytes, RECLAIM_EVERY_BYTES } from '../../../src/util/buffer-reclaim.js';
+import { disableBufferReclaim, enableBufferReclaim, loadMinorCollect, noteRelayedBytes, RECLAIM_EVERY_BYTES, SETTLE_AFTER_QUIET_MS } from '../../../src/util/buffer-reclaim.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -40,8 +40,34 @@ describe('buffer reclaim', () => {
     expect(calls).toBe(0);
   });
 
-  it('uses 4 MiB by default', () => {
+  it('uses 4 MiB and 1 s by default', () => {
     expect(RECLAIM_EVERY_BYTES).toBe(4 * 1024 * 1024);
+    expect(SETTLE_AFTER_QUIET_MS).toBe(1000);
+  });
+
+  it('settles once after traffic goes quiet, not while it flows, and not without traffic', async () => {
+    let minor = 0;
+    let major = 0;
+    enableBufferReclaim({ collect: () => minor++, settle: () => major++, everyBytes: 1600, quietMs: 40 });
+    await sleep(150);
+    expect(major).toBe(0); // nothing relayed: no timer, no collection
+    // 300 ms of traffic at well over everyBytes/16 per quiet period
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      noteRelayedBytes(400);
+      await sleep(5);
+    }
+    expect(minor).toBeGreaterThan(5);
+    expect(major).toBe(0);
+    await sleep(200);
+    expect(major).toBe(1);
+    // a trickle under everyBytes/16 per period does not re-arm it
+    for (let i = 0; i < 10; i++) {
+      noteRelayedBytes(10);
+      await sleep(10);
+    }
+    await sleep(150);
+    expect(major).toBe(1);
   });
 
   it("this Node's minor collection frees dropped Buffers (CI runs this file under Node 20 and 24)", async () => {
