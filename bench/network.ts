@@ -10,7 +10,7 @@ import { directPath, meshPath, nebulaPath, socatPath, sshPath, startServers, wai
 import { sampleWhile } from './proc.js';
 import type { Metric, PathRecord } from './report.js';
 import { ensureTools, findOnPath, nodeBinaries, packageOf, type ToolReport } from './tools.js';
-import { connectionRate, iperf, roundTrips, type Durations } from './workloads.js';
+import { connectionRate, iperf, roundTrips, worstFairShareDeviationPct, type Durations } from './workloads.js';
 import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 export interface NetworkOptions {
@@ -193,6 +193,7 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
         }
         const four = await attempt(record, 'iperf3 -P 4', () => iperf(topo, tools.paths.iperf3!, path.targets.iperf, { streams: 4, isReverse: false, d }));
         push(record, 'gbps_4', four?.gbps ?? null);
+        push(record, 'fair_share_dev_pct_4', four === undefined ? null : worstFairShareDeviationPct(four.streamGbps));
         if (isReverse) {
           const r1 = await attempt(record, 'iperf3 -P 1 -R', () => iperf(topo, tools.paths.iperf3!, path.targets.iperf, { streams: 1, isReverse: true, d }));
           push(record, 'gbps_1_reverse', r1?.gbps ?? null);

@@ -22,6 +22,8 @@ export const QUICK: Durations = { iperfSeconds: 1, iperfOmitSeconds: 1, rrCount:
 
 export interface IperfResult {
   gbps: number;
+  /** Each parallel stream's received rate, Gbit/s (one entry for -P 1). */
+  streamGbps: number[];
   retransmits: number | null;
   /** iperf3's own CPU figures (% of one core, user + system) for its client and server. */
   clientCpuPct: number | null;
@@ -32,6 +34,7 @@ interface IperfJson {
   error?: string;
   end?: {
     sum_received?: { bits_per_second?: number };
+    streams?: { receiver?: { bits_per_second?: number } }[];
     sum_sent?: { retransmits?: number };
     cpu_utilization_percent?: { host_total?: number; remote_total?: number };
   };
@@ -51,7 +54,19 @@ export async function iperf(topo: BenchTopology, iperf3: string, target: Target,
   if (json.error !== undefined || bps === undefined) throw new Error(`iperf3 ${args.join(' ')}: ${json.error ?? 'no sum_received in the answer'}`);
   // In reverse mode the client host is the receiver; iperf3 reports host = the client either way.
   const cpu = json.end?.cpu_utilization_percent;
-  return { gbps: bps / 1e9, retransmits: json.end?.sum_sent?.retransmits ?? null, clientCpuPct: cpu?.host_total ?? null, serverCpuPct: cpu?.remote_total ?? null };
+  const streamGbps = (json.end?.streams ?? []).map((st) => (st.receiver?.bits_per_second ?? 0) / 1e9);
+  return { gbps: bps / 1e9, streamGbps, retransmits: json.end?.sum_sent?.retransmits ?? null, clientCpuPct: cpu?.host_total ?? null, serverCpuPct: cpu?.remote_total ?? null };
+}
+
+/**
+ * How far the furthest stream is from an equal share of the total, in % of that share (0 = all
+ * equal; the issue's target is within 20). Null for fewer than two streams.
+ */
+export function worstFairShareDeviationPct(streamGbps: readonly number[]): number | null {
+  if (streamGbps.length < 2) return null;
+  const share = streamGbps.reduce((a, b) => a + b, 0) / streamGbps.length;
+  if (share <= 0) return null;
+  return Math.max(...streamGbps.map((g) => Math.abs(g - share))) / share * 100;
 }
 
 async function echoClient<T>(topo: BenchTopology, args: readonly string[], timeoutMs: number): Promise<T> {
