@@ -108,9 +108,22 @@ export class LocalServices {
       stream.reject(ErrorCodes.DIAL_FAILED, `${open.service}: cannot reach its target (${err.message})`);
     };
     socket.once('error', onConnectError);
+    // The opener may give up (its client went away: a reset) while we are still dialling: then the
+    // dial is dropped. Before this, the connection was made anyway and spliced to the dead stream,
+    // and sat open at the target until the target closed it.
+    const onGivenUp = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    stream.once('close', onGivenUp);
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onConnectError);
+      stream.off('close', onGivenUp);
+      if (stream.destroyed) {
+        socket.destroy();
+        return;
+      }
       socket.setNoDelay(true);
       stream.accept();
       this.#init.metrics.count('stream_accepted_total', open.service);
