@@ -1,4 +1,5 @@
-import { setFlagsFromString } from 'node:v8';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
@@ -14,12 +15,23 @@ import { runInNewContext } from 'node:vm';
  */
 export const RECLAIM_EVERY_BYTES = 4 * 1024 * 1024;
 /**
- * After traffic, once this long passes with less than RECLAIM_EVERY_BYTES / 16 relayed, one full
- * collection runs. Buffers that were still queued when a minor collection ran have moved to the old
+ * After traffic, once the event loop has been at most QUIET_LOOP_UTILIZATION busy for this long,
+ * one full collection runs. Buffers that were still queued when a minor collection ran have moved to the old
  * generation, which V8 shrinks only much later: after a 1 GiB transfer on loopback an agent stayed
  * at 86 MB for the 4 s watched; with this it was at 76-77 MB one second after the transfer.
  */
 export const SETTLE_AFTER_QUIET_MS = 1_000;
+/**
+ * A quiet agent whose V8 heap grew this much since the last settle is settled too, even if it
+ * relayed few bytes: 5 s of new connections (each a socket, a stream and their events) grew the
+ * heap from 28 to 50 MB and it stayed there.
+ */
+export const SETTLE_HEAP_GROWTH_BYTES = 8 * 1024 * 1024;
+/**
+ * Quiet means the event loop was busy at most this fraction of the last period. Bytes relayed are no
+ * measure of it: new connections carrying a byte each kept the loop busy while moving ~50 KB/s.
+ */
+export const QUIET_LOOP_UTILIZATION = 0.05;
 
 export type Collect = () => void;
 
@@ -28,10 +40,23 @@ let settle: Collect | null = null;
 let everyBytes = RECLAIM_EVERY_BYTES;
 let quietMs = SETTLE_AFTER_QUIET_MS;
 let bytesSinceCollect = 0;
-let relayedBytes = 0;
 let isScheduled = false;
 let settleTimer: NodeJS.Timeout | undefined;
-let relayedAtLastCheck = 0;
+let isSettleDue = false;
+let heapBytes: () => number = () => getHeapStatistics().total_heap_size;
+let heapAfterSettle = 0;
+let loopBusy: () => number = loopUtilizationSinceLastCall();
+
+/** The event loop's busy fraction (0-1) since the previous call. */
+function loopUtilizationSinceLastCall(): () => number {
+  let last: EventLoopUtilization = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, last).utilization;
+    last = now;
+    return busy;
+  };
+}
 
 /**
  * V8's minor collection, or null when this Node offers none. `--expose-gc` set at run time puts
@@ -61,17 +86,39 @@ function loadCollect(type: 'minor' | 'major'): Collect | null {
   }
 }
 
+export interface BufferReclaimOptions {
+  collect?: Collect | null;
+  settle?: Collect | null;
+  everyBytes?: number;
+  quietMs?: number;
+  /** The V8 heap's size now (injectable for tests). */
+  heapBytes?: () => number;
+  /** The event loop's busy fraction since the previous call (injectable for tests). */
+  loopBusy?: () => number;
+}
+
 /**
  * Turns reclaiming on for this process (the agent does, at start); false when no collector exists.
- * `collect` runs every `everyBytes` relayed; `settle` once traffic has been quiet for `quietMs`.
+ * `collect` runs every `everyBytes` relayed; `settle` once traffic has been quiet for `quietMs`
+ * after a collect, or after the heap grew by SETTLE_HEAP_GROWTH_BYTES.
  */
-export function enableBufferReclaim(options: { collect?: Collect | null; settle?: Collect | null; everyBytes?: number; quietMs?: number } = {}): boolean {
+export function enableBufferReclaim(options: BufferReclaimOptions = {}): boolean {
   disableBufferReclaim();
   collect = options.collect === undefined ? loadMinorCollect() : options.collect;
   settle = options.settle === undefined ? loadMajorCollect() : options.settle;
   everyBytes = options.everyBytes ?? RECLAIM_EVERY_BYTES;
   quietMs = options.quietMs ?? SETTLE_AFTER_QUIET_MS;
+  heapBytes = options.heapBytes ?? (() => getHeapStatistics().total_heap_size);
+  loopBusy = options.loopBusy ?? loopUtilizationSinceLastCall();
   bytesSinceCollect = 0;
+  isSettleDue = false;
+  if (settle !== null) {
+    heapAfterSettle = heapBytes();
+    loopBusy();
+    // one check a second for the life of the agent; it never keeps the process alive
+    settleTimer = setInterval(checkSettle, quietMs);
+    settleTimer.unref();
+  }
   return collect !== null;
 }
 
@@ -89,28 +136,21 @@ export function disableBufferReclaim(): void {
 export function noteRelayedBytes(bytes: number): void {
   if (collect === null) return;
   bytesSinceCollect += bytes;
-  relayedBytes += bytes;
   if (bytesSinceCollect < everyBytes || isScheduled) return;
   isScheduled = true;
   setImmediate(() => {
     isScheduled = false;
     bytesSinceCollect = 0;
     collect?.();
-    armSettle();
+    isSettleDue = true;
   });
 }
 
-/** Watches for the end of the traffic that made us collect; the timer runs only until it settles. */
-function armSettle(): void {
-  if (settle === null || settleTimer !== undefined) return;
-  relayedAtLastCheck = relayedBytes;
-  settleTimer = setInterval(() => {
-    const recent = relayedBytes - relayedAtLastCheck;
-    relayedAtLastCheck = relayedBytes;
-    if (recent >= everyBytes / 16) return;
-    clearInterval(settleTimer);
-    settleTimer = undefined;
-    settle?.();
-  }, quietMs);
-  settleTimer.unref();
+/** Settles once traffic is quiet, if a collect ran or the heap grew since the last settle. */
+function checkSettle(): void {
+  if (settle === null || loopBusy() > QUIET_LOOP_UTILIZATION) return;
+  if (!isSettleDue && heapBytes() - heapAfterSettle < SETTLE_HEAP_GROWTH_BYTES) return;
+  isSettleDue = false;
+  settle();
+  heapAfterSettle = heapBytes();
 }
