@@ -13,9 +13,9 @@
  *
  * --max-semi-space-size=4 (MB): the young generation grows to 2 x 16 MB under a high allocation
  * rate (5 s of new connections did it) and V8 keeps it at that size; capped at 4, an agent after
- * bulk, round-trip and new-connection workloads held a 26-28 MB heap instead of 50 and 95-98 MB of
- * RSS instead of 107-121. The agent asks for a minor collection every 4 MiB relayed anyway
- * (util/buffer-reclaim.ts), so a bigger nursery buys nothing on the data path.
+ * bulk, round-trip and new-connection workloads on loopback held a 26-29 MB heap instead of 46-50
+ * and 95-101 MB of RSS instead of 107-121. The agent asks for a minor collection every 4 MiB
+ * relayed anyway (util/buffer-reclaim.ts), so a bigger nursery buys nothing on the data path.
  */
 export const AGENT_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=4'];
 

@@ -16,9 +16,9 @@ import { runInNewContext } from 'node:vm';
 export const RECLAIM_EVERY_BYTES = 4 * 1024 * 1024;
 /**
  * After traffic, once the event loop has been at most QUIET_LOOP_UTILIZATION busy for this long,
- * one full collection runs. Buffers that were still queued when a minor collection ran have moved to the old
- * generation, which V8 shrinks only much later: after a 1 GiB transfer on loopback an agent stayed
- * at 86 MB for the 4 s watched; with this it was at 76-77 MB one second after the transfer.
+ * one full collection runs. Buffers that were still queued when a minor collection ran have moved
+ * to the old generation, which V8 shrinks only much later: after a 1 GiB transfer on loopback an
+ * agent stayed at 86 MB for the 4 s watched; with this it was at 76-77 MB one second after.
  */
 export const SETTLE_AFTER_QUIET_MS = 1_000;
 /**
@@ -28,8 +28,8 @@ export const SETTLE_AFTER_QUIET_MS = 1_000;
  */
 export const SETTLE_HEAP_GROWTH_BYTES = 8 * 1024 * 1024;
 /**
- * Quiet means the event loop was busy at most this fraction of the last period. Bytes relayed are no
- * measure of it: new connections carrying a byte each kept the loop busy while moving ~50 KB/s.
+ * Quiet means the event loop was busy at most this fraction of the last period. Bytes relayed are
+ * no measure of it: new connections carrying a byte each kept the loop busy while moving ~50 KB/s.
  */
 export const QUIET_LOOP_UTILIZATION = 0.05;
 
@@ -45,7 +45,7 @@ let settleTimer: NodeJS.Timeout | undefined;
 let isSettleDue = false;
 let heapBytes: () => number = () => getHeapStatistics().total_heap_size;
 let heapAfterSettle = 0;
-let loopBusy: () => number = loopUtilizationSinceLastCall();
+let loopBusy: () => number = () => 0;
 
 /** The event loop's busy fraction (0-1) since the previous call. */
 function loopUtilizationSinceLastCall(): () => number {
@@ -99,8 +99,8 @@ export interface BufferReclaimOptions {
 
 /**
  * Turns reclaiming on for this process (the agent does, at start); false when no collector exists.
- * `collect` runs every `everyBytes` relayed; `settle` once traffic has been quiet for `quietMs`
- * after a collect, or after the heap grew by SETTLE_HEAP_GROWTH_BYTES.
+ * `collect` runs every `everyBytes` relayed; `settle` once the event loop has been quiet for
+ * `quietMs` after a collect, or after the heap grew by SETTLE_HEAP_GROWTH_BYTES.
  */
 export function enableBufferReclaim(options: BufferReclaimOptions = {}): boolean {
   disableBufferReclaim();
