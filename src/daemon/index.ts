@@ -4,7 +4,7 @@ import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
 import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
 import { enableBufferReclaim } from '../util/buffer-reclaim.js';
-import { aead, aeadProblem } from '../crypto/noise/index.js';
+import { processAead } from '../crypto/noise/index.js';
 
 export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
@@ -32,8 +32,10 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     return 1;
   }
   if (!enableBufferReclaim()) agent.logger.warn('this Node offers no minor garbage collection: memory under load will be higher');
-  agent.logger.info({ aead: aead.name }, 'tunnel cipher: ChaCha20-Poly1305');
-  if (aeadProblem !== null) agent.logger.warn({ aead: aead.name }, `${aeadProblem} (node:crypto is slower per message: expect lower throughput)`);
+  const cipher = processAead();
+  agent.logger.info({ aead: cipher.aead.name }, 'tunnel cipher: ChaCha20-Poly1305');
+  // the problem text says what is in use (the fallback's says node:crypto, slower per message)
+  if (cipher.problem !== null) agent.logger.warn({ aead: cipher.aead.name }, cipher.problem);
   const missingFlags = missingAgentNodeFlags();
   if (missingFlags.length > 0) {
     agent.logger.warn(

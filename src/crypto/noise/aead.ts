@@ -123,11 +123,15 @@ export function chooseAead(env: NodeJS.ProcessEnv = process.env): { aead: ChaCha
   const badValue = wanted === undefined || wanted === 'libsodium' ? null : `OSMODA_MESH_AEAD=${wanted}: expected libsodium or node:crypto; using the default`;
   const sodium = loadSodiumAead();
   if (sodium.aead !== null) return { aead: sodium.aead, problem: badValue };
-  return { aead: nodeCryptoAead, problem: [badValue, `${sodium.problem ?? 'libsodium unavailable'}: using node:crypto`].filter((p) => p !== null).join('; ') };
+  return { aead: nodeCryptoAead, problem: [badValue, `${sodium.problem ?? 'libsodium unavailable'}: using node:crypto, slower per message (expect lower throughput)`].filter((p) => p !== null).join('; ') };
 }
 
-const chosen = chooseAead();
+let chosen: { aead: ChaChaPolyAead; problem: string | null } | undefined;
 
-/** The process-wide ChaChaPoly; `aeadProblem` is the warning chooseAead gave, or null. */
-export const aead: ChaChaPolyAead = chosen.aead;
-export const aeadProblem: string | null = chosen.problem;
+/**
+ * The process-wide ChaChaPoly and chooseAead's warning, chosen on first use: loading the addon
+ * takes 14-25 ms, which CLI verbs that never seal a message (`peers`, `status`, …) need not pay.
+ */
+export function processAead(): { aead: ChaChaPolyAead; problem: string | null } {
+  return (chosen ??= chooseAead());
+}

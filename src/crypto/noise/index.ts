@@ -11,7 +11,7 @@ export type { HandshakeOptions, SplitCipherStates } from './state.js';
 export { parsePattern, parseProtocolName } from './patterns.js';
 export type { HandshakePattern, NoiseHash, NoiseProtocol, Token } from './patterns.js';
 export { NOISE_MAX_PLAINTEXT_LENGTH, NoiseTransport } from './transport.js';
-export { aead, aeadProblem } from './aead.js';
+export { processAead } from './aead.js';
 export type { AeadName, ChaChaPolyAead } from './aead.js';
 
 /** The tunnel handshake between members: mutual static keys, identity certs in the payloads. */

@@ -10,13 +10,13 @@ import { asBuffer, concatBytes, utf8Bytes } from '../../util/bytes.js';
 import type { Random } from '../../util/random.js';
 import { X25519Private } from '../keys/index.js';
 import type { X25519KeyPair } from '../keys/index.js';
-import { aead } from './aead.js';
+import { TAG_LENGTH, processAead } from './aead.js';
 import { parseProtocolName } from './patterns.js';
 import type { NoiseHash, NoiseProtocol, Token } from './patterns.js';
 
 /** Spec §3: no Noise message (handshake or transport) may exceed 65535 bytes. */
 export const NOISE_MAX_MESSAGE_LENGTH = 65535;
-export const NOISE_TAG_LENGTH = 16;
+export const NOISE_TAG_LENGTH = TAG_LENGTH;
 export const NOISE_KEY_LENGTH = 32;
 const DHLEN = 32;
 const HASHLEN = 32;
@@ -103,7 +103,7 @@ export class CipherState {
     if (key === undefined) return concatBytes(...parts);
     this.#checkNonce();
     this.#writeIv(this.#lo, this.#hi);
-    const out = plain(aead.sealParts(key, this.#iv, EMPTY, parts));
+    const out = plain(processAead().aead.sealParts(key, this.#iv, EMPTY, parts));
     this.#increment();
     return out;
   }
@@ -165,7 +165,7 @@ export class CipherState {
 }
 
 function seal(key: Buffer, iv: Buffer, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  return plain(aead.sealParts(key, iv, ad, [plaintext]));
+  return plain(processAead().aead.sealParts(key, iv, ad, [plaintext]));
 }
 
 /** A plain Uint8Array view of a Buffer (no copy): Uint8Array at the boundaries, so toEqual and
@@ -176,7 +176,7 @@ function plain(buf: Buffer): Uint8Array {
 
 function open(key: Buffer, iv: Buffer, ad: Uint8Array, ciphertext: Uint8Array, nonce: () => bigint): Uint8Array {
   try {
-    return plain(aead.open(key, iv, ad, ciphertext));
+    return plain(processAead().aead.open(key, iv, ad, ciphertext));
   } catch (err) {
     throw new MeshError(
       ErrorCodes.NOISE_DECRYPT,
