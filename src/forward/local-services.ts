@@ -119,11 +119,9 @@ export class LocalServices {
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onConnectError);
+      // a stream destroyed before this point has closed already (its 'close' comes on the next
+      // tick, before any I/O) and onGivenUp destroyed the socket, so 'connect' never fires for it
       stream.off('close', onGivenUp);
-      if (stream.destroyed) {
-        socket.destroy();
-        return;
-      }
       socket.setNoDelay(true);
       stream.accept();
       this.#init.metrics.count('stream_accepted_total', open.service);
