@@ -3,9 +3,9 @@ import type { LazyLog } from './lazy-log.js';
 import type { MuxStream } from '../mux/index.js';
 
 /**
- * Joins a TCP socket and a mux stream in both directions with backpressure (pipe pauses the
- * faster side), half-close carried both ways, and a failure on either side resetting the other:
- * the application sees a connection reset, never silently truncated data.
+ * Joins a TCP socket and a mux stream in both directions (MuxStream.attach: backpressure both
+ * ways, half-close carried both ways), and makes a failure on either side reset the other: the
+ * application sees a connection reset, never silently truncated data.
  */
 export function splice(socket: Socket, stream: MuxStream, log: LazyLog, isSocketEnded = false): void {
   let isDone = false;
@@ -19,8 +19,6 @@ export function splice(socket: Socket, stream: MuxStream, log: LazyLog, isSocket
   };
   socket.on('error', (err) => fail('socket', err));
   stream.on('error', (err) => fail('stream', err));
-  // a socket that already ended (its end went to the stream with the early data) has nothing to pipe
-  if (!isSocketEnded) socket.pipe(stream);
-  stream.pipe(socket);
-  socket.resume();
+  // a socket that already ended (its end went to the stream with the early data) has nothing to read
+  stream.attach(socket, isSocketEnded);
 }

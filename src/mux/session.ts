@@ -98,7 +98,7 @@ export class MuxSession {
 
   stats(): MuxSessionStats {
     let bufferedBytes = 0;
-    for (const stream of this.#streams.values()) bufferedBytes += stream.readableLength + stream.writableLength;
+    for (const stream of this.#streams.values()) bufferedBytes += stream.bufferedBytes;
     return { streamCount: this.#streams.size, bufferedBytes, recvWindowBytes: this.#recvWindowBytes };
   }
 

@@ -73,6 +73,11 @@ interface PendingWrite {
   callback: (err?: Error | null) => void;
 }
 
+/** A stream that closed without carrying both directions to their end (attach(): socket gone). */
+const SOCKET_CLOSED = 'the attached socket closed before the stream ended';
+
+const noop = (): void => undefined;
+
 /**
  * One TCP connection carried over a tunnel, as a node Duplex so that forward code can write
  * `socket.pipe(stream).pipe(socket)` and get real backpressure both ways:
@@ -87,6 +92,10 @@ interface PendingWrite {
  * and resets it. As with any node stream, the owner must listen for 'error' (pipeline() does).
  *
  * Events: 'accepted' (outbound, when the peer accepted; writes flow from then on).
+ *
+ * attach(socket) is the forwarder's fast path: the stream then moves bytes between the socket and
+ * the tunnel itself, with the same credit and backpressure rules, instead of through two pipe()s
+ * and the Duplex buffers. On the agent's hot path that layer cost more CPU than the cipher.
  */
 export class MuxStream extends Duplex {
   readonly id: number;
@@ -110,6 +119,9 @@ export class MuxStream extends Duplex {
   #isResetDone = false;
   #pendingWrite: PendingWrite | undefined;
   #pendingFinal: ((err?: Error | null) => void) | undefined;
+  /** Set by attach(): the socket this stream now reads from and writes to directly. */
+  #socket: Duplex | undefined;
+  #isSocketPaused = false;
 
   constructor(init: MuxStreamInit) {
     super({ allowHalfOpen: true });
@@ -147,8 +159,45 @@ export class MuxStream extends Duplex {
       receivedBytes: this.#recv.receivedBytes,
       sendCredit: this.#credit.bytes,
       recvWindow: this.#recv.windowBytes,
-      bufferedBytes: this.readableLength + this.writableLength,
+      bufferedBytes: this.bufferedBytes,
     };
+  }
+
+  /** Bytes held for this stream: unread incoming plus unsent outgoing (attached: in the socket's buffer). */
+  get bufferedBytes(): number {
+    const duplexBytes = this.readableLength + this.writableLength;
+    if (this.#socket === undefined) return duplexBytes;
+    // a held socket read is not in writableLength: it never went through the Duplex
+    const pending = this.#pendingWrite;
+    const heldRead = pending !== undefined && pending.callback === this.#onSocketChunkSent ? pending.data.length - pending.offset : 0;
+    return duplexBytes + this.#socket.writableLength + heldRead;
+  }
+
+  /**
+   * Takes over `socket` for both directions: data frames are written to it and its reads are sent
+   * as data frames, each end carried as a fin, with backpressure both ways (a full send credit or
+   * tunnel pauses the socket; credit is granted back only for bytes the socket has written out).
+   * Incoming bytes already buffered in the stream go out first; writes made through the Duplex
+   * before finish first. `isSocketEnded`: the socket's end was already passed on with end().
+   * The stream is destroyed once both fins crossed, and reset if the socket closes before that.
+   * The owner still listens for 'error' on both.
+   */
+  attach(socket: Duplex, isSocketEnded = false): void {
+    if (this.#socket !== undefined) throw new MeshError(ErrorCodes.INTERNAL, `stream ${this.id}: attached twice`);
+    socket.pause();
+    for (let chunk = this.read() as Buffer | null; chunk !== null; chunk = this.read() as Buffer | null) socket.write(chunk);
+    this.#socket = socket;
+    if (this.#isFinReceived) socket.end();
+    socket.on('close', this.#onSocketClose);
+    if (this.destroyed) return;
+    this.#maybeFinished();
+    if (isSocketEnded) return;
+    socket.on('data', this.#onSocketData);
+    socket.on('end', this.#onSocketEnd);
+    // writes made before through the Duplex (early data held by a congested tunnel) go first:
+    // an empty write completes only after them
+    if (this.writableLength > 0 || this.#pendingWrite !== undefined) this.write(new Uint8Array(0), () => socket.resume());
+    else socket.resume();
   }
 
   /** Acceptor side: takes the stream; sends `accept` with our window and lets held writes go. */
@@ -206,9 +255,10 @@ export class MuxStream extends Duplex {
     }
     if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, bytes: data.length }, 'data received');
     this.#pushedBytes += data.length;
+    if (this.#socket !== undefined) this.#socket.write(data, this.#onSocketWritten);
     // push()'s return value is ignored on purpose: the window, not the readable high-water mark,
     // bounds what the peer can make us buffer.
-    this.push(data);
+    else this.push(data);
     this.#grantConsumed();
   }
 
@@ -226,7 +276,12 @@ export class MuxStream extends Duplex {
     if (this.destroyed || this.#isFinReceived) return;
     this.#isFinReceived = true;
     this.#log.trace({ streamId: this.id, service: this.service }, 'fin received');
-    this.push(null);
+    if (this.#socket === undefined) {
+      this.push(null);
+      return;
+    }
+    this.#socket.end();
+    this.#maybeFinished();
   }
 
   handleReset(code: string, message: string): void {
@@ -315,30 +370,95 @@ export class MuxStream extends Duplex {
         // A copy unless the sender is done with the bytes before the (deferred) callback: the writer
         // may reuse its buffer once the callback ran (MuxConfig.isZeroCopySend).
         const view = data.subarray(pending.offset, pending.offset + n);
-        const payload = this.#init.config.isZeroCopySend ? view : new Uint8Array(view);
+        const payload = this.#init.config.isZeroCopySend || pending.callback === this.#onSocketChunkSent ? view : new Uint8Array(view);
         pending.offset += n;
         this.#sentBytes += n;
         this.#init.sendFrame({ kind: 'data', streamId: this.id, data: payload });
       }
       if (this.#pendingWrite !== pending) return;
       this.#pendingWrite = undefined;
-      if (this.#init.config.isZeroCopySend) queueMicrotask(() => pending.callback());
+      if (this.#init.config.isZeroCopySend && pending.callback !== this.#onSocketChunkSent) queueMicrotask(() => pending.callback());
       else pending.callback();
     }
     const final = this.#pendingFinal;
     if (final !== undefined && this.#pendingWrite === undefined && !this.destroyed) {
       this.#pendingFinal = undefined;
-      this.#isFinSent = true;
-      this.#log.trace({ streamId: this.id, service: this.service }, 'fin sent');
-      this.#init.sendFrame({ kind: 'fin', streamId: this.id });
+      // an attached stream sends its fin when the socket ends; a later end() (session close) has
+      // nothing more to send
+      if (!this.#isFinSent) {
+        this.#isFinSent = true;
+        this.#log.trace({ streamId: this.id, service: this.service }, 'fin sent');
+        this.#init.sendFrame({ kind: 'fin', streamId: this.id });
+      }
       final();
+      this.#maybeFinished();
     }
+  }
+
+  // ---- attached socket (attach()) ---------------------------------------------------------------
+
+  /** Socket reads go straight out within credit; the rest is held and the socket paused until sent. */
+  readonly #onSocketData = (chunk: Buffer): void => {
+    if (this.destroyed || chunk.length === 0) return;
+    if (this.#isFinSent || this.#pendingFinal !== undefined) {
+      this.destroy(new MeshError(ErrorCodes.STREAM_RESET, `stream ${this.id} (${this.service}:${this.port}): the socket sent data after the stream was ended`));
+      return;
+    }
+    if (this.#pendingWrite !== undefined) {
+      // a paused socket emits no data, and it stays paused while a read is held: never lose bytes
+      // quietly if that ever changes
+      this.destroy(new MeshError(ErrorCodes.INTERNAL, `stream ${this.id} (${this.service}:${this.port}): the socket sent data while paused`));
+      return;
+    }
+    // a net.Socket gives a new buffer per read, so the frame may point into it (no copy)
+    this.#pendingWrite = { data: chunk, offset: 0, callback: this.#onSocketChunkSent };
+    this.#flush();
+    if (this.#pendingWrite !== undefined && !this.#isSocketPaused) {
+      this.#isSocketPaused = true;
+      this.#socket!.pause();
+    }
+  };
+
+  /** The held socket read went out: read on. */
+  readonly #onSocketChunkSent = (): void => {
+    if (!this.#isSocketPaused) return;
+    this.#isSocketPaused = false;
+    this.#socket!.resume();
+  };
+
+  readonly #onSocketEnd = (): void => {
+    if (this.destroyed || this.#isFinSent || this.#pendingFinal !== undefined) return;
+    this.#pendingFinal = noop;
+    this.#flush();
+  };
+
+  /** A write to the socket went out to the kernel: that is when the bytes count as consumed. */
+  readonly #onSocketWritten = (): void => {
+    this.#grantConsumed();
+  };
+
+  readonly #onSocketClose = (): void => {
+    if (this.destroyed) return;
+    // Both ways ended: a normal close. What the socket gave us may still wait for credit (a held
+    // read, then our fin); it goes out, and the stream finishes when it has.
+    const socket = this.#socket!;
+    if (socket.readableEnded && socket.writableFinished) {
+      this.#maybeFinished();
+      return;
+    }
+    this.destroy(new MeshError(ErrorCodes.STREAM_RESET, `stream ${this.id} (${this.service}:${this.port}): ${SOCKET_CLOSED}`));
+  };
+
+  /** Both directions ended: the stream is done (the socket finishes writing on its own). */
+  #maybeFinished(): void {
+    if (this.#socket !== undefined && this.#isFinSent && this.#isFinReceived && !this.destroyed) this.destroy();
   }
 
   /** Grants credit back for what the consumer took, when an update is due. */
   #grantConsumed(): void {
     if (this.destroyed || this.#isFinReceived || !this.#recv.isOpen) return;
-    this.#recv.setConsumed(this.#pushedBytes - this.readableLength);
+    const unread = this.#socket === undefined ? this.readableLength : this.readableLength + this.#socket.writableLength;
+    this.#recv.setConsumed(this.#pushedBytes - unread);
     const credit = this.#recv.takeUpdate((extra) => this.#init.reserveWindowBytes(extra));
     if (credit > 0) {
       if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
