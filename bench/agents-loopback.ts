@@ -80,14 +80,18 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
       );
     }
     const cli = (name: string, ...args: string[]) => run(process.execPath, [MAIN, ...args, '--control', join(dir, `${name}.sock`)]);
-    for (let i = 0; i < 50; i++) {
-      try {
-        await cli('a', 'status', '--json');
-        await cli('b', 'status', '--json');
-        break;
-      } catch (err) {
-        if ((err as { code?: number }).code === 3) break;
-        await new Promise((r) => setTimeout(r, 100));
+    // Both agents answer on their control sockets before the mesh is made: on a busy 2-core host
+    // Node's start-up alone can take seconds (the CLI exits 3 until the socket is there).
+    const readyBy = performance.now() + 20_000;
+    for (const name of ['a', 'b']) {
+      for (let i = 0; ; i++) {
+        try {
+          await cli(name, 'status', '--json');
+          break;
+        } catch (err) {
+          if (i >= 400 || performance.now() > readyBy) throw new Error(`agent ${name} did not answer on its control socket within 20 s: ${(err as Error).message}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
       }
     }
     await cli('a', 'init', '--mesh', 'bench');

@@ -68,7 +68,15 @@ if (!flag('in-process-only')) {
 let inProcess: Record<string, unknown> | null = null;
 if (!flag('network-only')) {
   log('in-process benchmarks');
-  inProcess = await runInProcess(isQuick, out);
+  try {
+    inProcess = await runInProcess(isQuick, out);
+  } catch (err) {
+    // the network figures took most of the run: they are saved whatever happens here
+    const message = err instanceof Error ? err.message : String(err);
+    log(`in-process benchmarks FAILED: ${message}`);
+    inProcess = { failed: message };
+    process.exitCode = 1;
+  }
 }
 
 const seconds = (performance.now() - started) / 1000;
