@@ -65,6 +65,25 @@ if (!flag('in-process-only')) {
   }
 }
 
+const save = (inProcess: Record<string, unknown> | null): number => {
+  const seconds = (performance.now() - started) / 1000;
+  info.loadavgAtEnd = loadavg().map((v) => Number(v.toFixed(2)));
+  saveJson(outPath, {
+    date: info.date,
+    machine: info,
+    quick: isQuick,
+    rounds,
+    seconds: Math.round(seconds),
+    paths: network.records.map(pathJson),
+    network: { skipped: network.skipped, topology: network.topology, tools: network.tools, caveats: CAVEATS },
+    in_process: inProcess,
+  });
+  if (markdown !== '') writeFileSync(outPath.replace(/\.json$/, '.md'), markdown);
+  return seconds;
+};
+// the network figures took most of the run: on disk before anything else can go wrong
+if (!flag('in-process-only')) save(null);
+
 let inProcess: Record<string, unknown> | null = null;
 if (!flag('network-only')) {
   log('in-process benchmarks');
@@ -79,17 +98,5 @@ if (!flag('network-only')) {
   }
 }
 
-const seconds = (performance.now() - started) / 1000;
-info.loadavgAtEnd = loadavg().map((v) => Number(v.toFixed(2)));
-saveJson(outPath, {
-  date: info.date,
-  machine: info,
-  quick: isQuick,
-  rounds,
-  seconds: Math.round(seconds),
-  paths: network.records.map(pathJson),
-  network: { skipped: network.skipped, topology: network.topology, tools: network.tools, caveats: CAVEATS },
-  in_process: inProcess,
-});
-if (markdown !== '') writeFileSync(outPath.replace(/\.json$/, '.md'), markdown);
+const seconds = save(inProcess);
 out(`\nsaved ${outPath} (${seconds.toFixed(0)} s in all)\n`);
