@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,15 @@ function cpuMs(pid: number): number {
   return (Number(afterComm[11]) + Number(afterComm[12])) * 10;
 }
 
+/** The last lines of a log file, for an error message. */
+function logTail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' / ') || '(empty)';
+  } catch (err) {
+    return `(unreadable: ${(err as Error).message})`;
+  }
+}
+
 async function rssMb(pid: number): Promise<number> {
   const { stdout } = await run('ps', ['-o', 'rss=', '-p', String(pid)]);
   return Math.round(Number(stdout.trim()) / 1024);
@@ -72,16 +81,20 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
   try {
     for (const [i, name] of ['a', 'b'].entries()) {
       const port = basePort + i;
+      // the agent's log goes to a file in the run's temp dir, quoted when it does not come up
+      const logFd = openSync(join(dir, `${name}.log`), 'w', 0o600);
       agents.push(
         spawn(process.execPath, [...AGENT_NODE_FLAGS, MAIN, 'agent', '--state-dir', join(dir, name), '--listen', `127.0.0.1:${port}`, '--public-endpoint', `ws://127.0.0.1:${port}`, '--control', join(dir, `${name}.sock`), '--dns', 'off', '--vip-range', `127.${91 + i}.0.0/16`], {
           env: { ...process.env, OSMODA_MESH_NODE_NAME: name },
-          stdio: 'ignore',
+          stdio: ['ignore', logFd, logFd],
         }),
       );
+      closeSync(logFd);
     }
     const cli = (name: string, ...args: string[]) => run(process.execPath, [MAIN, ...args, '--control', join(dir, `${name}.sock`)]);
     // Both agents answer on their control sockets before the mesh is made: on a busy 2-core host
-    // Node's start-up alone can take seconds (the CLI exits 3 until the socket is there).
+    // Node's start-up alone can take seconds. `status` exits 3 both while the socket is missing
+    // and, once the agent answers, because no peer is up yet: only the first is worth waiting for.
     const readyBy = performance.now() + 20_000;
     for (const name of ['a', 'b']) {
       for (let i = 0; ; i++) {
@@ -89,7 +102,9 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
           await cli(name, 'status', '--json');
           break;
         } catch (err) {
-          if (i >= 400 || performance.now() > readyBy) throw new Error(`agent ${name} did not answer on its control socket within 20 s: ${(err as Error).message}`);
+          const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+          if (!stderr.includes('cannot reach the agent')) break;
+          if (i >= 400 || performance.now() > readyBy) throw new Error(`agent ${name} did not answer on its control socket within 20 s: ${stderr.trim()}; its log ends: ${logTail(join(dir, `${name}.log`))}`);
           await new Promise((r) => setTimeout(r, 50));
         }
       }
