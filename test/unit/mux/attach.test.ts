@@ -7,7 +7,7 @@ import { ErrorCodes } from '../../../src/errors.js';
 import type { MuxStream } from '../../../src/mux/index.js';
 import { StreamResetError } from '../../../src/mux/index.js';
 import { seededRandom } from '../../../src/util/random.js';
-import { createPair, turns, waitFor } from './pair.js';
+import { createPair, turns, waitFor, type Pair } from './pair.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -78,6 +78,20 @@ class HeldSocket extends Duplex {
   }
 }
 
+/** A mux pair whose acceptor takes the stream and attaches `target`, and whose opener attaches `client` once accepted. */
+function attachedPair(client: Duplex, target: Duplex): { pair: Pair; opener: MuxStream } {
+  const pair = createPair({
+    onStreamB: (stream) => {
+      stream.accept();
+      stream.attach(target);
+    },
+  });
+  const opener = pair.a.session.open('db', 5432);
+  opener.on('error', () => undefined);
+  opener.once('accepted', () => opener.attach(client));
+  return { pair, opener };
+}
+
 describe('MuxStream.attach (the forwarder fast path)', () => {
   it('carries bytes both ways between real sockets, each half-close as a fin, and finishes both streams without a reset', async () => {
     const rnd = seededRandom(77);
@@ -85,15 +99,7 @@ describe('MuxStream.attach (the forwarder fast path)', () => {
     const reply = rnd.bytes(700 * KiB + 3);
     const client = await socketPair();
     const target = await socketPair();
-    const pair = createPair({
-      onStreamB: (stream) => {
-        stream.accept();
-        stream.attach(target.agent);
-      },
-    });
-    const opener = pair.a.session.open('db', 5432);
-    opener.on('error', () => undefined);
-    opener.once('accepted', () => opener.attach(client.agent));
+    const { pair, opener } = attachedPair(client.agent, target.agent);
 
     target.app.resume();
     const atTarget = collect(target.app);
@@ -123,15 +129,7 @@ describe('MuxStream.attach (the forwarder fast path)', () => {
     const payload = rnd.bytes(2 * MiB);
     const source = new HeldSocket();
     const sink = new HeldSocket();
-    const pair = createPair({
-      onStreamB: (stream) => {
-        stream.accept();
-        stream.attach(sink);
-      },
-    });
-    const opener = pair.a.session.open('slow', 9);
-    opener.on('error', () => undefined);
-    opener.once('accepted', () => opener.attach(source));
+    const { pair, opener } = attachedPair(source, sink);
     await waitFor(() => opener.isAccepted, 'accepted');
     for (let at = 0; at < payload.length; at += 64 * KiB) source.push(payload.subarray(at, at + 64 * KiB));
     source.push(null);
@@ -220,15 +218,7 @@ describe('MuxStream.attach (the forwarder fast path)', () => {
     const last = rnd.bytes(8 * MiB); // more than the largest window (maxWindowBytes 4 MiB)
     const client = new HeldSocket();
     const target = new HeldSocket();
-    const pair = createPair({
-      onStreamB: (stream) => {
-        stream.accept();
-        stream.attach(target);
-      },
-    });
-    const opener = pair.a.session.open('db', 5432);
-    opener.on('error', () => undefined);
-    opener.once('accepted', () => opener.attach(client));
+    const { pair } = attachedPair(client, target);
     client.push('x');
     client.push(null);
     await waitFor(() => target.held.length === 1, 'the request at the target');
@@ -262,15 +252,7 @@ describe('MuxStream.attach (the forwarder fast path)', () => {
   it('finishes an attached stream whose peer ended first when a graceful session close sends our fin', async () => {
     const client = await socketPair();
     const target = await socketPair();
-    const pair = createPair({
-      onStreamB: (stream) => {
-        stream.accept();
-        stream.attach(target.agent);
-      },
-    });
-    const opener = pair.a.session.open('db', 5432);
-    opener.on('error', () => undefined);
-    opener.once('accepted', () => opener.attach(client.agent));
+    const { pair, opener } = attachedPair(client.agent, target.agent);
     await waitFor(() => opener.isAccepted, 'accepted');
     target.app.resume();
     const atClient = collect(client.app);
