@@ -16,6 +16,9 @@
  * bulk, round-trip and new-connection workloads on loopback held a 26-29 MB heap instead of 46-50
  * and 95-101 MB of RSS instead of 107-121. The agent asks for a minor collection every 4 MiB
  * relayed anyway (util/buffer-reclaim.ts), so a bigger nursery buys nothing on the data path.
+ * A cap of 1 held 8-17 MB less after the same workloads; it was tried and taken back while an
+ * intermittent start-up hang (README, Benchmarks, Memory) is not understood, since the settings
+ * with the longest record are these.
  */
 export const AGENT_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=4'];
 
