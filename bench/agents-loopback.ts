@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
+import { assertAlive, control, tail } from './paths.js';
 
 /**
  * Two real agent processes on loopback, one service: how fast does a bulk TCP transfer go through
@@ -60,15 +61,6 @@ function cpuMs(pid: number): number {
   return (Number(afterComm[11]) + Number(afterComm[12])) * 10;
 }
 
-/** The last lines of a log file, for an error message. */
-function logTail(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' / ') || '(empty)';
-  } catch (err) {
-    return `(unreadable: ${(err as Error).message})`;
-  }
-}
-
 async function rssMb(pid: number): Promise<number> {
   const { stdout } = await run('ps', ['-o', 'rss=', '-p', String(pid)]);
   return Math.round(Number(stdout.trim()) / 1024);
@@ -93,19 +85,17 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
     }
     const cli = (name: string, ...args: string[]) => run(process.execPath, [MAIN, ...args, '--control', join(dir, `${name}.sock`)]);
     // Both agents answer on their control sockets before the mesh is made: on a busy 2-core host
-    // Node's start-up alone can take seconds. `status` exits 3 both while the socket is missing
-    // and, once the agent answers, because no peer is up yet: only the first is worth waiting for.
-    const readyBy = performance.now() + 20_000;
-    for (const name of ['a', 'b']) {
-      for (let i = 0; ; i++) {
+    // Node's start-up alone can take seconds.
+    for (const [i, name] of ['a', 'b'].entries()) {
+      const readyBy = performance.now() + 20_000;
+      for (let k = 0; ; k++) {
         try {
-          await cli(name, 'status', '--json');
+          await control(join(dir, `${name}.sock`), 'GET', '/v1/status');
           break;
         } catch (err) {
-          const stderr = String((err as { stderr?: unknown }).stderr ?? '');
-          if (!stderr.includes('cannot reach the agent')) break;
-          if (i >= 400 || performance.now() > readyBy) throw new Error(`agent ${name} did not answer on its control socket within 20 s: ${stderr.trim()}; its log ends: ${logTail(join(dir, `${name}.log`))}`);
-          await new Promise((r) => setTimeout(r, 50));
+          assertAlive(agents[i]!, `agent ${name}`, join(dir, `${name}.log`));
+          if (k >= 800 || performance.now() > readyBy) throw new Error(`agent ${name} did not answer on its control socket within 20 s (${(err as Error).message}); its log: ${tail(join(dir, `${name}.log`))}`);
+          await new Promise((r) => setTimeout(r, 25));
         }
       }
     }

@@ -44,7 +44,7 @@ export class SkipPath extends Error {}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function tail(path: string, chars = 1500): string {
+export function tail(path: string, chars = 1500): string {
   try {
     const text = readFileSync(path, 'utf8');
     return text.length > chars ? `…${text.slice(-chars)}` : text;
@@ -81,7 +81,7 @@ function spawnLogged(topo: BenchTopology, side: Side, name: string, cmd: string,
   }
 }
 
-function assertAlive(child: ChildProcess, what: string, log: string): void {
+export function assertAlive(child: ChildProcess, what: string, log: string): void {
   if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}): ${tail(log)}`);
 }
 
@@ -136,7 +136,7 @@ export function directPath(topo: BenchTopology): BenchPath {
 
 // ---------------------------------------------------------------- mesh
 
-function control<T>(socketPath: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: T }> {
+export function control<T>(socketPath: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: T }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = request({ socketPath, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
