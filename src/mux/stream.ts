@@ -71,6 +71,8 @@ interface PendingWrite {
   data: Uint8Array;
   offset: number;
   callback: (err?: Error | null) => void;
+  /** A read of the attached socket (attach()), not a Duplex write: no copy, callback at once. */
+  isSocketRead: boolean;
 }
 
 /** A stream that closed without carrying both directions to their end (attach(): socket gone). */
@@ -170,7 +172,7 @@ export class MuxStream extends Duplex {
     if (this.#socket === undefined) return duplexBytes;
     // a held socket read is not in writableLength: it never went through the Duplex
     const pending = this.#pendingWrite;
-    const heldRead = pending !== undefined && pending.callback === this.#onSocketChunkSent ? pending.data.length - pending.offset : 0;
+    const heldRead = pending?.isSocketRead === true ? pending.data.length - pending.offset : 0;
     return duplexBytes + this.#socket.writableLength + heldRead;
   }
 
@@ -311,7 +313,7 @@ export class MuxStream extends Duplex {
       callback();
       return;
     }
-    this.#pendingWrite = { data: chunk, offset: 0, callback };
+    this.#pendingWrite = { data: chunk, offset: 0, callback, isSocketRead: false };
     this.#flush();
   }
 
@@ -371,14 +373,14 @@ export class MuxStream extends Duplex {
         // A copy unless the sender is done with the bytes before the (deferred) callback: the writer
         // may reuse its buffer once the callback ran (MuxConfig.isZeroCopySend).
         const view = data.subarray(pending.offset, pending.offset + n);
-        const payload = this.#init.config.isZeroCopySend || pending.callback === this.#onSocketChunkSent ? view : new Uint8Array(view);
+        const payload = this.#init.config.isZeroCopySend || pending.isSocketRead ? view : new Uint8Array(view);
         pending.offset += n;
         this.#sentBytes += n;
         this.#init.sendFrame({ kind: 'data', streamId: this.id, data: payload });
       }
       if (this.#pendingWrite !== pending) return;
       this.#pendingWrite = undefined;
-      if (this.#init.config.isZeroCopySend && pending.callback !== this.#onSocketChunkSent) queueMicrotask(() => pending.callback());
+      if (this.#init.config.isZeroCopySend && !pending.isSocketRead) queueMicrotask(() => pending.callback());
       else pending.callback();
     }
     const final = this.#pendingFinal;
@@ -412,7 +414,7 @@ export class MuxStream extends Duplex {
       return;
     }
     // a net.Socket gives a new buffer per read, so the frame may point into it (no copy)
-    this.#pendingWrite = { data: chunk, offset: 0, callback: this.#onSocketChunkSent };
+    this.#pendingWrite = { data: chunk, offset: 0, callback: this.#onSocketChunkSent, isSocketRead: true };
     this.#flush();
     if (this.#pendingWrite !== undefined && !this.#isSocketPaused) {
       this.#isSocketPaused = true;
