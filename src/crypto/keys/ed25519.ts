@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
@@ -20,9 +20,6 @@ function checkLength(field: string, bytes: Uint8Array, expected: number): void {
   }
 }
 
-
-
-
 /** An Ed25519 signing key with its KeyObject cached, for keys that sign repeatedly (authority, node). */
 export class Ed25519Private implements Ed25519KeyPair {
   readonly publicKey: Uint8Array;
@@ -36,8 +33,9 @@ export class Ed25519Private implements Ed25519KeyPair {
     this.publicKey = jwkBytes(jwk.x);
   }
 
+  /** A fresh 32-byte seed from the CSPRNG (RFC 8032 §5.1.5). Not generateKeyPairSync: see x25519.ts. */
   static generate(): Ed25519Private {
-    return new Ed25519Private(generateKeyPairSync('ed25519').privateKey);
+    return Ed25519Private.fromPrivate(new Uint8Array(randomBytes(ED25519_KEY_LENGTH)));
   }
 
   static fromPrivate(seed: Uint8Array): Ed25519Private {

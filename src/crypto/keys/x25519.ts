@@ -1,4 +1,4 @@
-import { diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { diffieHellman, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { jwkBytes, okpPrivateKey, okpPublicKey } from './okp.js';
@@ -18,16 +18,9 @@ function checkLength(field: string, bytes: Uint8Array): void {
   }
 }
 
-
-
-
 /** Raw public key of a private (or public) KeyObject: an OKP JWK carries `x` either way. */
 function rawPublic(key: KeyObject): Uint8Array {
   return jwkBytes(key.export({ format: 'jwk' }).x);
-}
-
-function rawPrivate(key: KeyObject): Uint8Array {
-  return jwkBytes(key.export({ format: 'jwk' }).d);
 }
 
 /**
@@ -45,9 +38,22 @@ export class X25519Private implements X25519KeyPair {
     this.publicKey = publicKey;
   }
 
+  /**
+   * A fresh key from the CSPRNG, clamped as RFC 7748 §5 (and OpenSSL's key generation) does.
+   *
+   * Not generateKeyPairSync: on Node 20 its key stays tied to the dead key-generation job, and when
+   * a garbage collection finalises that job while the key is being exported (the export holds the
+   * key's lock and allocates), the job's destructor waits for the same lock and the process hangs
+   * for good, every thread asleep. A Noise ephemeral is generated per handshake, so this hung
+   * agents at start-up and could hang one at any handshake; test/e2e/keygen-gc.test.ts reproduces
+   * it. Node 24 does not have the bug. Importing random bytes (okpPrivateKey) involves no job.
+   */
   static generate(): X25519Private {
-    const { privateKey } = generateKeyPairSync('x25519');
-    return new X25519Private(privateKey, rawPrivate(privateKey), rawPublic(privateKey));
+    const scalar = randomBytes(X25519_KEY_LENGTH);
+    scalar[0]! &= 248;
+    scalar[31]! &= 127;
+    scalar[31]! |= 64;
+    return X25519Private.fromPrivate(scalar);
   }
 
   static fromPrivate(privateKey: Uint8Array): X25519Private {

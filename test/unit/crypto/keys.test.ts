@@ -1,3 +1,4 @@
+import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import {
@@ -46,6 +47,15 @@ describe('X25519', () => {
     expect(toHex(a.publicKey)).not.toBe(toHex(b.publicKey));
   });
 
+  it('fresh private keys are clamped as RFC 7748 §5 and their public key is the one an independent implementation derives', () => {
+    for (let i = 0; i < 32; i++) {
+      const k = X25519Private.generate();
+      expect(k.privateKey[0]! & 7).toBe(0);
+      expect(k.privateKey[31]! & 0xc0).toBe(0x40);
+      expect(toHex(k.publicKey)).toBe(toHex(nobleX25519.getPublicKey(k.privateKey)));
+    }
+  });
+
   it('rejects small-order public keys with HANDSHAKE_FAILED and bad lengths with INVALID_ARGUMENT', () => {
     const a = generateX25519();
     expect(codeOf(() => x25519(a.privateKey, new Uint8Array(32)))).toBe(ErrorCodes.HANDSHAKE_FAILED);
@@ -66,6 +76,14 @@ describe('Ed25519', () => {
       'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
     );
     expect(ed25519Verify(k.publicKey, new Uint8Array(0), sig)).toBe(true);
+  });
+
+  it('the public half of a fresh key is the one an independent implementation derives from its seed', () => {
+    for (let i = 0; i < 16; i++) {
+      const k = Ed25519Private.generate();
+      expect(k.privateKey.length).toBe(32);
+      expect(toHex(k.publicKey)).toBe(toHex(nobleEd25519.getPublicKey(k.privateKey)));
+    }
   });
 
   it('signs and verifies; any change to message, signature or key fails', () => {
