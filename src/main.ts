@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=4
+#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=1
 import { runCli } from './cli/index.js';
 import type { RunAgent } from './config/index.js';
 

@@ -11,16 +11,17 @@
  * 1.4-1.6x in the same benchmark runs (README, Benchmarks: the "V8 default GC" row is the same
  * agent without the flag).
  *
- * --max-semi-space-size=4 (MB): the young generation grows to 2 x 16 MB under a high allocation
- * rate (5 s of new connections did it) and V8 keeps it at that size; capped at 4, an agent after
- * bulk, round-trip and new-connection workloads on loopback held a 26-29 MB heap instead of 46-50
- * and 95-101 MB of RSS instead of 107-121. The agent asks for a minor collection every 4 MiB
- * relayed anyway (util/buffer-reclaim.ts), so a bigger nursery buys nothing on the data path.
- * A cap of 1 held 8-17 MB less after the same workloads; it was tried and taken back while an
- * intermittent start-up hang (README, Benchmarks, Memory) is not understood, since the settings
- * with the longest record are these.
+ * --max-semi-space-size=1 (MB): the young generation grows to 2 x 16 MB under a high allocation
+ * rate (5 s of new connections did it) and V8 keeps it at that size. On loopback, after 1 GiB,
+ * 20k round trips and 5 s of new connections: with a cap of 4 the agents peaked at 90-123 MB and
+ * held 72-108 MB 13 s later; with 1 they peaked at 80-94 and held 73-84, and started 3-5 MB
+ * smaller. The cost is about twice the minor collections (~200 instead of ~100 per 20k round
+ * trips, 0.3-0.5 ms each) and no bulk throughput that could be measured: the agent asks for a
+ * minor collection every 4 MiB relayed anyway (util/buffer-reclaim.ts), so a bigger nursery buys
+ * nothing on the data path. (The cap was at 4 for a while because of a start-up hang that turned
+ * out to be a Node 20 key-generation deadlock, see crypto/keys/x25519.ts, not the cap.)
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=4'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=1'];
 
 /** The AGENT_NODE_FLAGS this process was started without (empty when all are in effect). */
 export function missingAgentNodeFlags(execArgv: readonly string[] = process.execArgv): string[] {

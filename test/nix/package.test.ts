@@ -95,7 +95,7 @@ describe.skipIf(!nixGate('nix/package.nix', 'eval'))('nix/package.nix', () => {
   it('wraps the bin as node <the agent\'s V8 flags, from main.ts\'s first line> main.js', () => {
     const { args } = evalPackage();
     const flags = readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8').split('\n')[0]!.replace('#!/usr/bin/env -S node ', '');
-    expect(flags).toBe('--single-threaded-gc --max-semi-space-size=4');
+    expect(flags).toBe('--single-threaded-gc --max-semi-space-size=1');
     expect(args['nativeBuildInputs']).toEqual([expect.stringMatching(/-make-wrapper-hook$/)]);
     const script = String(args['postInstall']);
     expect(script).toMatch(/makeWrapper \/nix\/store\/[a-z0-9]+-nodejs-22\/bin\/node \$out\/bin\/osmoda-mesh/);
