@@ -9,7 +9,8 @@ import { createBenchTopology, sweepStale } from './netns.js';
 import { directPath, meshPath, nebulaPath, socatPath, sshPath, startServers, waitReachable, wireguardPath, type BenchPath } from './paths.js';
 import { sampleWhile } from './proc.js';
 import type { Metric, PathRecord } from './report.js';
-import { ensureTools, findOnPath, nodeBinaries, packageOf, type ToolReport } from './tools.js';
+import { findOnPath } from './netns-primitives.js';
+import { ensureTools, nodeBinaries, packageOf, type ToolReport } from './tools.js';
 import { connectionRate, iperf, roundTrips, worstFairShareDeviationPct, type Durations } from './workloads.js';
 import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
 

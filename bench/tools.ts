@@ -5,23 +5,9 @@
  * reported with the reason and its rows are skipped.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
-
-export function findOnPath(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-  for (const dir of dirs) {
-    if (dir === '') continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
-}
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { findOnPath } from './netns-primitives.js';
 
 /** Debian package → the programs we need from it. */
 const PACKAGES: Readonly<Record<string, readonly string[]>> = {

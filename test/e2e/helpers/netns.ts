@@ -5,11 +5,13 @@
  * switch), so a crashed test can leave namespaces behind but never a stray address or link on the
  * machine. Names carry `osmt-<pid>-` so `sweepStale` can tell which leftovers belong to dead runs.
  */
-import { execFileSync, spawn as spawnChild } from 'node:child_process';
-import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
+import { findOnPath, isPidRunning, NamespaceProcesses, runIp, sweepStaleOf, type NsExecOptions, type NsExecResult, type NsSpawnOptions } from '../../../bench/netns-primitives.js';
+
+export { isPidRunning };
 
 export interface HostInfo {
   /** Namespace name, usable with `ip netns exec`. */
@@ -18,31 +20,10 @@ export interface HostInfo {
   readonly ip: string;
 }
 
-export interface ExecOptions {
-  /** Default 15 000 ms; on expiry the whole process group is killed and `timedOut` is set. */
-  timeoutMs?: number;
-  input?: string | Uint8Array;
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-  /** Output kept per stream; more is dropped (and `truncated` set) so a chatty command cannot exhaust memory. Default 16 MiB. */
-  maxOutputBytes?: number;
-}
-
-export interface ExecResult {
-  /** Exit status, or null when the process died from a signal (see `signal`). */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  truncated: boolean;
-}
-
-export interface SpawnInNsOptions {
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-  stdio?: SpawnOptions['stdio'];
-}
+/** `timeoutMs` defaults to 15 000 ms here; `maxOutputBytes` to 16 MiB. */
+export type ExecOptions = NsExecOptions;
+export type ExecResult = NsExecResult;
+export type SpawnInNsOptions = NsSpawnOptions;
 
 export interface ResolverConfig {
   nameserver: string;
@@ -79,27 +60,9 @@ export interface TopologyOptions {
 export const NAME_PREFIX = 'osmt-';
 const HOST_NAME = /^[a-z][a-z0-9]{0,11}$/;
 const MAX_HOSTS = 200;
-const ROOT_CMD_TIMEOUT_MS = 15_000;
-const EXIT_WAIT_MS = 5_000;
-const KILL_WAIT_STEPS = 100;
-const KILL_WAIT_STEP_MS = 20;
 const STALE_NAME = /^osmt-(\d+)-/;
 /** Temp dirs go here, not os.tmpdir(): the postgres user must be able to reach them, and the sweep must find them. */
 export const TMP_ROOT = '/tmp';
-
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // not here; keep looking
-    }
-  }
-  return undefined;
-}
 
 /** The bin dir of the newest PostgreSQL under /usr/lib/postgresql (Debian keeps server binaries off PATH). */
 export function findPostgresBinDir(): string | undefined {
@@ -147,135 +110,15 @@ export function e2eAvailability(): E2eAvailability {
   return { ok: false, reason: `missing: ${missing.join(', ')} (CI installs them in .ci/run)` };
 }
 
-function isPidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM means it exists but belongs to someone else: still alive.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** True while `pid` exists and is not a zombie (a killed child may wait a while for its reaper). */
-export function isPidRunning(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  // The state letter follows the last ')': the command name itself may contain parentheses.
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && state !== 'X';
-}
-
-function runRoot(args: readonly string[], timeoutMs = ROOT_CMD_TIMEOUT_MS): string {
-  try {
-    return execFileSync('ip', args, { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new MeshError(ErrorCodes.INTERNAL, `ip ${args.join(' ')}: failed: ${stderr.trim() || String(err)}`, {
-      cause: err,
-    });
-  }
-}
-
-function tryRunRoot(args: readonly string[]): string {
-  try {
-    return runRoot(args);
-  } catch {
-    return '';
-  }
-}
-
-function listNamespaces(): string[] {
-  return tryRunRoot(['netns', 'list'])
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/)[0] ?? '')
-    .filter((name) => name !== '');
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // group already gone
-  }
-}
-
-/** SIGKILLs whatever still runs inside `ns` (daemons that double-forked out of our process groups), then deletes it. Synchronous so the 'exit' hook can use it. */
-function deleteNamespaceSync(ns: string): void {
-  const killed: number[] = [];
-  for (const line of tryRunRoot(['netns', 'pids', ns]).split('\n')) {
-    const pid = Number(line.trim());
-    if (Number.isInteger(pid) && pid > 1 && pid !== process.pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed.push(pid);
-      } catch {
-        // exited meanwhile
-      }
-    }
-  }
-  // SIGKILL is asynchronous: wait (bounded) so that when destroy() returns, ports and files are free.
-  const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  for (let i = 0; i < KILL_WAIT_STEPS && killed.some(isPidRunning); i++) Atomics.wait(sleeper, 0, 0, KILL_WAIT_STEP_MS);
-  tryRunRoot(['netns', 'del', ns]);
-  rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
-}
-
 /**
  * Removes namespaces, /etc/netns dirs and temp dirs named `osmt-<pid>-…` whose pid is no longer
  * running: leftovers of a run that was SIGKILLed before its hooks could clean up. Returns what it removed.
  */
 export function sweepStale(): string[] {
-  const removed: string[] = [];
-  const isStale = (name: string): boolean => {
-    const m = STALE_NAME.exec(name);
-    if (m === null) return false;
-    const pid = Number(m[1]);
-    return pid !== process.pid && !isPidAlive(pid);
-  };
-  for (const ns of listNamespaces()) {
-    if (isStale(ns)) {
-      deleteNamespaceSync(ns);
-      removed.push(ns);
-    }
-  }
-  for (const [dir, kind] of [
-    ['/etc/netns', 'netns-dir'],
-    [TMP_ROOT, 'tmp'],
-  ] as const) {
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (!isStale(entry)) continue;
-      rmSync(join(dir, entry), { recursive: true, force: true });
-      removed.push(`${kind}:${join(dir, entry)}`);
-    }
-  }
-  return removed;
-}
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    timer.unref();
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
+  return sweepStaleOf(STALE_NAME, [
+    ['/etc/netns', STALE_NAME],
+    [TMP_ROOT, STALE_NAME],
+  ]);
 }
 
 export async function createTopology(options: TopologyOptions): Promise<Topology> {
@@ -315,33 +158,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     hosts[name] = { ns: `${prefix}${name}`, ip: `${subnet}.${i + 1}` };
   });
 
-  const created: string[] = [];
-  const children = new Set<ChildProcess>();
-  let destroyPromise: Promise<void> | undefined;
-
-  const killAllSync = (): void => {
-    for (const child of children) if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
-    children.clear();
-  };
-  const destroySync = (): void => {
-    killAllSync();
-    for (const ns of created.splice(0).reverse()) deleteNamespaceSync(ns);
-  };
-  const onExit = (): void => destroySync();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    destroySync();
-    removeHooks();
-    // Our listener suppressed the default action; if nobody else handles the signal, restore it.
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-  };
-  const removeHooks = (): void => {
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
-  process.on('exit', onExit);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const processes = new NamespaceProcesses(`topology ${prefix}`, { defaultTimeoutMs: 15_000 });
 
   const hostInfo = (host: string): HostInfo => {
     const info = hosts[host];
@@ -354,93 +171,10 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     return info;
   };
 
-  const trackedSpawn = (
-    host: string,
-    cmd: string,
-    args: readonly string[],
-    opts: SpawnInNsOptions,
-  ): ChildProcess => {
-    if (destroyPromise !== undefined) {
-      throw new MeshError(ErrorCodes.INTERNAL, `topology ${prefix}: spawn '${cmd}' after destroy()`);
-    }
-    const { ns } = hostInfo(host);
-    const child = spawnChild('ip', ['netns', 'exec', ns, cmd, ...args], {
-      // Own process group, so cleanup reaches grandchildren (runuser → postgres → backends).
-      detached: true,
-      stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
-      env: opts.env ?? process.env,
-      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
-    });
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    // A spawn failure (ENOENT) is reported through 'exit' too; without a listener it would crash the worker.
-    child.on('error', () => undefined);
-    return child;
-  };
-
-  const exec = (host: string, cmd: string, args: readonly string[] = [], opts: ExecOptions = {}): Promise<ExecResult> => {
-    const timeoutMs = opts.timeoutMs ?? 15_000;
-    const maxBytes = opts.maxOutputBytes ?? 16 * 1024 * 1024;
-    const child = trackedSpawn(host, cmd, args, {
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      ...(opts.env === undefined ? {} : { env: opts.env }),
-      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
-    });
-    return new Promise((resolve) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let outBytes = 0;
-      let errBytes = 0;
-      let truncated = false;
-      let timedOut = false;
-      let spawnError: Error | undefined;
-      child.stdout?.on('data', (chunk: Buffer) => {
-        if (outBytes + chunk.length > maxBytes) truncated = true;
-        else out.push(chunk);
-        outBytes += chunk.length;
-      });
-      child.stderr?.on('data', (chunk: Buffer) => {
-        if (errBytes + chunk.length > maxBytes) truncated = true;
-        else err.push(chunk);
-        errBytes += chunk.length;
-      });
-      child.on('error', (e) => {
-        spawnError = e;
-      });
-      const timer = setTimeout(() => {
-        timedOut = true;
-        if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
-      }, timeoutMs);
-      timer.unref();
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        const stderr = Buffer.concat(err).toString('utf8');
-        resolve({
-          code,
-          signal,
-          stdout: Buffer.concat(out).toString('utf8'),
-          stderr: spawnError === undefined ? stderr : `${stderr}${spawnError.message}`,
-          timedOut,
-          truncated,
-        });
-      });
-      if (opts.input !== undefined && child.stdin !== null) {
-        child.stdin.on('error', () => undefined); // the command may exit without reading its input
-        child.stdin.end(opts.input);
-      }
-    });
-  };
-
-  const kill = async (child: ChildProcess, graceMs = 3_000): Promise<void> => {
-    if (child.pid === undefined) return;
-    killGroup(child.pid, 'SIGTERM');
-    if (await waitForExit(child, graceMs)) return;
-    killGroup(child.pid, 'SIGKILL');
-    await waitForExit(child, EXIT_WAIT_MS);
-  };
+  const exec = (host: string, cmd: string, args: readonly string[] = [], opts: ExecOptions = {}): Promise<ExecResult> => processes.exec(hostInfo(host).ns, cmd, args, opts);
 
   const setLink = async (host: string, state: 'up' | 'down'): Promise<void> => {
-    runRoot(['-n', hostInfo(host).ns, 'link', 'set', 'eth0', state]);
+    runIp(['-n', hostInfo(host).ns, 'link', 'set', 'eth0', state]);
   };
 
   const topology: Topology = {
@@ -459,8 +193,8 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
       }
       return r;
     },
-    spawn: (host, cmd, args = [], opts = {}) => trackedSpawn(host, cmd, args, opts),
-    kill,
+    spawn: (host, cmd, args = [], opts = {}) => processes.spawn(hostInfo(host).ns, cmd, args, opts),
+    kill: (child, graceMs) => processes.kill(child, graceMs),
     setResolver(host, config) {
       const { ns } = hostInfo(host);
       const search = typeof config.search === 'string' ? [config.search] : (config.search ?? []);
@@ -471,33 +205,22 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     },
     linkDown: (host) => setLink(host, 'down'),
     linkUp: (host) => setLink(host, 'up'),
-    destroy() {
-      destroyPromise ??= (async () => {
-        await Promise.all([...children].map((c) => kill(c, 2_000)));
-        destroySync();
-        removeHooks();
-      })();
-      return destroyPromise;
-    },
+    destroy: () => processes.destroy(),
   };
 
   try {
-    runRoot(['netns', 'add', switchNs]);
-    created.push(switchNs);
-    runRoot(['-n', switchNs, 'link', 'set', 'lo', 'up']);
-    runRoot(['-n', switchNs, 'link', 'add', 'br0', 'type', 'bridge']);
-    runRoot(['-n', switchNs, 'link', 'set', 'br0', 'up']);
+    processes.addNamespace(switchNs);
+    runIp(['-n', switchNs, 'link', 'add', 'br0', 'type', 'bridge']);
+    runIp(['-n', switchNs, 'link', 'set', 'br0', 'up']);
     names.forEach((name, i) => {
       const { ns, ip } = hosts[name] as HostInfo;
-      runRoot(['netns', 'add', ns]);
-      created.push(ns);
-      runRoot(['-n', ns, 'link', 'set', 'lo', 'up']);
+      processes.addNamespace(ns);
       // Both ends are born inside our namespaces: the root namespace never sees them.
-      runRoot(['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', switchNs]);
-      runRoot(['-n', switchNs, 'link', 'set', `p${i}`, 'master', 'br0']);
-      runRoot(['-n', switchNs, 'link', 'set', `p${i}`, 'up']);
-      runRoot(['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-      runRoot(['-n', ns, 'link', 'set', 'eth0', 'up']);
+      runIp(['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', switchNs]);
+      runIp(['-n', switchNs, 'link', 'set', `p${i}`, 'master', 'br0']);
+      runIp(['-n', switchNs, 'link', 'set', `p${i}`, 'up']);
+      runIp(['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      runIp(['-n', ns, 'link', 'set', 'eth0', 'up']);
     });
   } catch (err) {
     await topology.destroy();
