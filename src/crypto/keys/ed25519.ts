@@ -2,7 +2,7 @@ import { randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
-import { jwkBytes, okpPrivateKey, okpPublicKey } from './okp.js';
+import { okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw Ed25519 key pair (RFC 8032): `privateKey` is the 32-byte seed, `publicKey` 32 bytes. */
 export interface Ed25519KeyPair {
@@ -26,11 +26,10 @@ export class Ed25519Private implements Ed25519KeyPair {
   readonly privateKey: Uint8Array;
   readonly #key: KeyObject;
 
-  private constructor(key: KeyObject) {
+  private constructor(key: KeyObject, seed: Uint8Array, publicKey: Uint8Array) {
     this.#key = key;
-    const jwk = key.export({ format: 'jwk' });
-    this.privateKey = jwkBytes(jwk.d);
-    this.publicKey = jwkBytes(jwk.x);
+    this.privateKey = seed;
+    this.publicKey = publicKey;
   }
 
   /** A fresh 32-byte seed from the CSPRNG (RFC 8032 §5.1.5). Not generateKeyPairSync: see x25519.ts. */
@@ -40,7 +39,8 @@ export class Ed25519Private implements Ed25519KeyPair {
 
   static fromPrivate(seed: Uint8Array): Ed25519Private {
     checkLength('ed25519 private key (seed)', seed, ED25519_KEY_LENGTH);
-    return new Ed25519Private(okpPrivateKey('Ed25519', seed));
+    const { key, publicKey } = okpPrivateKey('Ed25519', seed);
+    return new Ed25519Private(key, new Uint8Array(seed), publicKey);
   }
 
   sign(message: Uint8Array): Uint8Array {

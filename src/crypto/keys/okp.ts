@@ -16,18 +16,26 @@ const DER_PREFIXES: Record<OkpCurve, { pkcs8: Buffer; spki: Buffer }> = {
   X25519: { pkcs8: Buffer.from('302e020100300506032b656e04220420', 'hex'), spki: Buffer.from('302a300506032b656e032100', 'hex') },
 };
 
-export function okpPrivateKey(curve: OkpCurve, privateKey: Uint8Array): KeyObject {
+/** A private key's KeyObject and its raw 32-byte public half (which node derives on import). */
+export interface OkpPrivate {
+  key: KeyObject;
+  publicKey: Uint8Array;
+}
+
+export function okpPrivateKey(curve: OkpCurve, privateKey: Uint8Array): OkpPrivate {
   const raw = asBuffer(privateKey);
   try {
     // node derives the public half from `d` and only checks that `x` is a string (RFC 8037 makes
     // it required), so an empty one saves computing it here.
     const key = createPrivateKey({ key: { kty: 'OKP', crv: curve, d: raw.toString('base64url'), x: '' }, format: 'jwk' });
     // Guard against a node that would keep the given `x` instead of deriving it: use DER then.
-    if (key.export({ format: 'jwk' }).x?.length === 43) return key;
+    const x = key.export({ format: 'jwk' }).x;
+    if (x?.length === 43) return { key, publicKey: jwkBytes(x) };
   } catch {
     // fall through to DER
   }
-  return createPrivateKey({ key: Buffer.concat([DER_PREFIXES[curve].pkcs8, raw]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({ key: Buffer.concat([DER_PREFIXES[curve].pkcs8, raw]), format: 'der', type: 'pkcs8' });
+  return { key, publicKey: jwkBytes(key.export({ format: 'jwk' }).x) };
 }
 
 export function okpPublicKey(curve: OkpCurve, publicKey: Uint8Array): KeyObject {

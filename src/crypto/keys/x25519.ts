@@ -1,7 +1,7 @@
 import { diffieHellman, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
-import { jwkBytes, okpPrivateKey, okpPublicKey } from './okp.js';
+import { okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw X25519 key pair (RFC 7748): both halves are 32 bytes. */
 export interface X25519KeyPair {
@@ -16,11 +16,6 @@ function checkLength(field: string, bytes: Uint8Array): void {
     const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
     throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `${field}: expected a ${X25519_KEY_LENGTH}-byte X25519 key, got ${got}`);
   }
-}
-
-/** Raw public key of a private (or public) KeyObject: an OKP JWK carries `x` either way. */
-function rawPublic(key: KeyObject): Uint8Array {
-  return jwkBytes(key.export({ format: 'jwk' }).x);
 }
 
 /**
@@ -58,8 +53,8 @@ export class X25519Private implements X25519KeyPair {
 
   static fromPrivate(privateKey: Uint8Array): X25519Private {
     checkLength('x25519 private key', privateKey);
-    const key = okpPrivateKey('X25519', privateKey);
-    return new X25519Private(key, new Uint8Array(privateKey), rawPublic(key));
+    const { key, publicKey } = okpPrivateKey('X25519', privateKey);
+    return new X25519Private(key, new Uint8Array(privateKey), publicKey);
   }
 
   /** Reuses `pair` when it already is an X25519Private, so callers can pass either shape. */
