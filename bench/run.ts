@@ -90,7 +90,7 @@ if (!flag('network-only')) {
   try {
     inProcess = await runInProcess(isQuick, out);
   } catch (err) {
-    // the network figures took most of the run: they are saved whatever happens here
+    // reported in the results, not thrown: the network figures are already on disk (above)
     const message = err instanceof Error ? err.message : String(err);
     log(`in-process benchmarks FAILED: ${message}`);
     inProcess = { failed: message };

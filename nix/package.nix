@@ -47,8 +47,9 @@ let
   packageLock = lib.importJSON (root + "/package-lock.json");
 
   # The V8 flags the agent is tuned for (src/daemon/node-flags.ts: --single-threaded-gc, 1.4-1.6x
-  # the throughput on 2 cores; --max-semi-space-size=1, a smaller heap during and after bursts of connections). main.ts's first line carries them (`#!/usr/bin/env -S node FLAGS`), and
-  # a unit test keeps that line equal to AGENT_NODE_FLAGS; read them from there, not from a copy.
+  # the throughput on 2 cores; --max-semi-space-size=1, a smaller heap during and after bursts of
+  # connections). main.ts's first line carries them (`#!/usr/bin/env -S node FLAGS`), and a unit
+  # test keeps that line equal to AGENT_NODE_FLAGS; read them from there, not from a copy.
   shebang = lib.head (lib.splitString "\n" (builtins.readFile (root + "/src/main.ts")));
   shebangPrefix = "#!/usr/bin/env -S node";
   agentNodeFlags =
