@@ -180,6 +180,16 @@ export class Tunnel implements FrameChannel {
       this.#isFlushScheduled = true;
       setImmediate(() => this.#flush(true));
     }
+    // Writers compare bufferedBytes() with the high-water mark right after this returns, and the
+    // frames still waiting for the end of the turn count in it: if they put it over the mark, a
+    // drain is owed even when the kernel then takes the whole batch at once and no send ever sees
+    // the socket above the mark (a missed drain left streams holding reads forever). The deferred
+    // flush's send callback, or one already in flight, runs #checkDrain.
+    this.#noteIfAboveHighWater();
+  }
+
+  #noteIfAboveHighWater(): void {
+    if (!this.#wasAboveHighWater && this.bufferedBytes() > this.#config.highWaterBytes) this.#wasAboveHighWater = true;
   }
 
   /** Packs pending frames into messages and sends them; only full ones unless `isFinal`. */
@@ -241,7 +251,7 @@ export class Tunnel implements FrameChannel {
       this.#rekeys++;
       this.#logger.debug({ stage: 'rekey', direction: 'send' }, 'tunnel send key rotated');
     }
-    if (this.bufferedBytes() > this.#config.highWaterBytes) this.#wasAboveHighWater = true;
+    this.#noteIfAboveHighWater();
   }
 
   #checkDrain(): void {

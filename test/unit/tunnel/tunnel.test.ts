@@ -554,6 +554,33 @@ describe('Tunnel over a real WebSocket', () => {
     await waitFor(() => received === sent, 10_000, 'everything to arrive');
     expect(a.tunnel.isOpen && b.tunnel.isOpen).toBe(true);
   }, 40_000);
+
+  it('owes a drain for every moment bufferedBytes() was above high water, even if only queued frames put it there', async () => {
+    // A writer (the mux) compares bufferedBytes() with the mark right after send(). Frames waiting
+    // for the end of the turn count, so the mark can be passed with nothing in the socket; if the
+    // kernel then takes the whole batch at once, the tunnel never sees itself above the mark after
+    // a send. It must still report the drain, or the writer waits forever (a 4-stream transfer
+    // stalled this way: every stream held a read, with credit, for a drain that never came).
+    const highWaterBytes = 16 * 1024;
+    const lowWaterBytes = 8 * 1024;
+    const { a, b } = await connectPair({ highWaterBytes, lowWaterBytes });
+    let received = 0;
+    b.tunnel.onFrame((frame) => {
+      if (frame.kind === 'data') received += frame.data.length;
+    });
+    let drains = 0;
+    a.tunnel.onDrain(() => drains++);
+
+    const size = 20 * 1024; // above high water, below one message: it waits for the deferred flush
+    a.tunnel.send({ kind: 'data', streamId: 1, data: randomBytes(size) });
+    expect(a.ws.bufferedAmount).toBe(0);
+    expect(a.tunnel.bufferedBytes()).toBeGreaterThan(highWaterBytes);
+
+    await waitFor(() => received === size, 5_000, 'the frame to arrive');
+    await waitFor(() => drains > 0, 2_000, 'onDrain');
+    expect(drains).toBe(1);
+    expect(a.tunnel.bufferedBytes()).toBeLessThanOrEqual(lowWaterBytes);
+  }, 20_000);
 });
 
 describe('tunnel handshake', () => {
