@@ -3,6 +3,7 @@
  * - a stalled receiver (a client that stops reading) on one stream: other streams on the same
  *   tunnel keep their speed, and neither agent's memory grows while it stays stalled (the mux
  *   stops the sender after one window);
+ * - 4 bulk downloads at once, two of them to readers that pause to keep a pace: all complete;
  * - 1,000 streams open at once through one tunnel (each echoing 4 KiB);
  * - 200 new connections a second for 10 s (30 s in `npm run test:soak`, which also stalls 120 s);
  * with no error and no leak: open fds and RSS of both agents back near their baseline afterwards.
@@ -29,6 +30,10 @@ const STALLED_STREAM_BYTES = 64 * 1024 * 1024;
 const STALL_AFTER_BYTES = 16 * 1024 * 1024;
 /** Growth of an agent's RSS while one stream stays stalled (a window is at most 4 MiB). */
 const STALL_RSS_BOUND_KIB = 32 * 1024;
+const PARALLEL_DOWNLOADS = 4;
+const PARALLEL_ROUNDS = 3;
+const PARALLEL_BYTES = 48 * 1024 * 1024;
+const PACED_BYTES_PER_SECOND = 16_000_000;
 const CONCURRENT_STREAMS = 1_000;
 const CONCURRENT_BYTES = 4 * 1024;
 const RATE_PER_SECOND = 200;
@@ -152,6 +157,32 @@ describe.skipIf(!gate.ok)('faults: stalled receiver, 1,000 streams, 200 connecti
     } finally {
       await stalled.stop();
     }
+  });
+
+  it(`${PARALLEL_DOWNLOADS} bulk downloads at once, half of them to readers that pause to keep a pace: every byte arrives, none stalls`, { timeout: 180_000 }, async () => {
+    // Several streams filling one tunnel while some readers pause is how a lost tunnel drain showed
+    // (streams held reads with credit, forever; test/unit/tunnel/tunnel.test.ts has the exact case).
+    const vip = await m().vip('a', 'gen', 'b');
+    const summaries: string[] = [];
+    for (let round = 0; round < PARALLEL_ROUNDS; round++) {
+      const downloads = Array.from({ length: PARALLEL_DOWNLOADS }, (_, i) =>
+        startDownload(m().topo, 'a', vip, GEN_PORT, `parallel-${round}-${i}`, PARALLEL_BYTES, {
+          idleMs: 15_000,
+          ...(i % 2 === 1 ? { rateBytesPerSecond: PACED_BYTES_PER_SECOND } : {}),
+        }),
+      );
+      try {
+        const results = await Promise.all(downloads.map((d) => d.result(90_000)));
+        for (const [i, r] of results.entries()) {
+          expect(r.ev, `round ${round}, download ${i}: ${downloads[i]!.describe()}`).toBe('end');
+          expect(r.isComplete && r.isPrefixOk, JSON.stringify(r)).toBe(true);
+        }
+        summaries.push(results.map((r) => `${mbPerSecond(r.bytes, r.ms).toFixed(0)}`).join('/'));
+      } finally {
+        await Promise.all(downloads.map((d) => d.stop()));
+      }
+    }
+    console.log(`FAULT parallel: ${PARALLEL_ROUNDS} rounds of ${PARALLEL_DOWNLOADS} × ${PARALLEL_BYTES / 1024 / 1024} MiB at once (odd ones paced at ${PACED_BYTES_PER_SECOND / 1e6} MB/s), MB/s per download: ${summaries.join(', ')}`);
   });
 
   it(`${CONCURRENT_STREAMS} streams open at once through one tunnel: all echo, then fds and RSS return to baseline`, { timeout: 180_000 }, async () => {
