@@ -73,6 +73,8 @@ export class MuxSession {
   #nextLocalId: number;
   /** Highest id the peer has opened; its ids must increase, so anything at or below it is past. */
   #lastPeerId = 0;
+  /** onTunnelDrain()'s round-robin position: the id of the stream it resumed last. */
+  #resumedLastId = 0;
   #recvWindowBytes = 0;
   #state: SessionState = 'open';
   #isSendBroken = false;
@@ -147,8 +149,15 @@ export class MuxSession {
   /** The tunnel's buffer fell below its low-water mark: let held writes go. */
   onTunnelDrain(): void {
     if (this.#state === 'destroyed') return;
-    for (const stream of this.#streams.values()) {
+    // Round robin: start after the stream resumed last before the tunnel filled up again. Starting
+    // at the front of the map every time let the oldest busy streams refill the tunnel on each
+    // drain while the later ones waited for a drain that left room over.
+    const streams = [...this.#streams.values()];
+    const resumedLast = streams.findIndex((s) => s.id === this.#resumedLastId);
+    for (let i = 1; i <= streams.length; i++) {
       if (this.#isTunnelCongested()) return;
+      const stream = streams[(resumedLast + i) % streams.length]!;
+      this.#resumedLastId = stream.id;
       stream.resumeWrites();
     }
   }

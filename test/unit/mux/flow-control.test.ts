@@ -5,6 +5,7 @@ import { EARLY_DATA_BYTES, type MuxStream, type StreamResetError } from '../../.
 import { ErrorCodes } from '../../../src/errors.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { createPair, drain, nextError, turns, waitFor } from './pair.js';
+import { rawSession } from './raw.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -182,6 +183,34 @@ describe('mux flow control', () => {
     await new Promise<void>((resolve) => server.once('end', resolve));
     expect(read).toBe(100 * KiB);
     expect(pair.a.dataBytesSent).toBe(100 * KiB);
+  });
+
+  it('resumes held streams in turn after each tunnel drain, not always from the oldest', async () => {
+    const highWater = 64 * KiB;
+    const frameBytes = 16 * KiB;
+    // Every data frame fills the fake tunnel past its mark, so each drain lets exactly one frame out.
+    const raw = rawSession({
+      isInitiator: false,
+      config: { tunnelHighWaterBytes: highWater, maxFrameDataBytes: frameBytes },
+      onSend: (frame) => {
+        if (frame.kind === 'data') raw.tunnelBuffered = 2 * highWater;
+      },
+    });
+    const ids = [1, 3, 5];
+    for (const id of ids) raw.session.handleFrame({ kind: 'open', streamId: id, service: 'svc', port: 80, window: MiB });
+    raw.tunnelBuffered = 2 * highWater;
+    for (const stream of raw.inbound) stream.write(new Uint8Array(4 * frameBytes));
+    await turns(5);
+    expect(raw.sent.filter((f) => f.kind === 'data')).toEqual([]);
+    const order: number[] = [];
+    for (let drains = 0; drains < 12; drains++) {
+      raw.tunnelBuffered = 0;
+      raw.session.onTunnelDrain();
+      await turns(2); // a finished write's callback lets the stream's next chunk in
+      const sent = raw.sent.filter((f) => f.kind === 'data');
+      order.push(...sent.slice(order.length).map((f) => f.streamId));
+    }
+    expect(order).toEqual([1, 3, 5, 1, 3, 5, 1, 3, 5, 1, 3, 5]);
   });
 
   it('sends up to EARLY_DATA_BYTES before the peer accepts (no round trip), holds the rest, then emits accepted', async () => {

@@ -23,6 +23,8 @@ export function rawSession(
     config?: Partial<MuxConfig>;
     clock?: Clock;
     onStream?: (stream: MuxStream, open: StreamOpenInfo) => void;
+    /** Called after each frame the session sends is recorded (for example to fill the fake tunnel). */
+    onSend?: (frame: StreamFrame) => void;
   } = {},
 ): RawSession {
   const raw: RawSession = {
@@ -40,7 +42,10 @@ export function rawSession(
     config: options.config ?? {},
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     bufferedBytes: () => raw.tunnelBuffered,
-    send: (f) => raw.sent.push(f),
+    send: (f) => {
+      raw.sent.push(f);
+      options.onSend?.(f);
+    },
     onStream: (stream, open) => {
       raw.inbound.push(stream);
       stream.on('error', (err) => raw.streamErrors.set(stream.id, err));
