@@ -210,6 +210,8 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
         if (hasProcesses && connSampled !== undefined) {
           push(record, 'cpu_conn_client_pct', connSampled.cpuPct.client);
           push(record, 'cpu_conn_server_pct', connSampled.cpuPct.server);
+          // The RSS under load above is from the bulk run; new connections grow other parts (sockets, streams, a busier young generation).
+          push(record, 'rss_mb_conn', Math.max(connSampled.rssMbMax.client, connSampled.rssMbMax.server));
         }
         if (conn !== undefined && conn.errors > 0) {
           push(record, 'conn_per_s_before_first_error', conn.perSecBeforeFirstError);
