@@ -21,10 +21,11 @@ let
   root = ../.;
   packageJson = lib.importJSON (root + "/package.json");
 
-  # What `npm run build` (tsc over src/) and the installed package (package.json "files") need.
-  # An allow-list, so tests, docs, benchmarks and nix/ itself never change the source hash.
+  # What `npm run build` (tsc over src/, and native/build.mjs compiling the malloc_trim helper with
+  # stdenv's cc) and the installed package (package.json "files") need. An allow-list, so tests,
+  # docs, benchmarks and nix/ itself never change the source hash.
   # lib.cleanSourceWith rather than lib.fileset: fileset needs builtins Nix 2.8 lacks.
-  topLevel = [ "package.json" "package-lock.json" "tsconfig.json" "README.md" "LICENSE" "src" "proto" ];
+  topLevel = [ "package.json" "package-lock.json" "tsconfig.json" "README.md" "LICENSE" "src" "proto" "native" ];
   src = lib.cleanSourceWith {
     name = "osmoda-mesh-source";
     src = root;
@@ -67,8 +68,9 @@ buildNpmPackage {
     packageLock = packageLock // { packages = lib.mapAttrs withResolved packageLock.packages; };
   };
   npmConfigHook = importNpmLock.npmConfigHook;
-  # `tsc` into dist/; the bin osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto
-  # is installed beside dist/ ("files"), where src/wire/schema.ts finds it by walking up.
+  # `tsc` into dist/ and the helper into dist/native/; the bin osmoda-mesh is dist/src/main.js
+  # (package.json "bin"). proto/mesh.proto is installed beside dist/ ("files"), where
+  # src/wire/schema.ts finds it from the package root.
   npmBuildScript = "build";
 
   # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's flags: wrap it again

@@ -3,7 +3,7 @@ import { Agent } from './agent.js';
 import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
 import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
-import { enableBufferReclaim } from '../util/buffer-reclaim.js';
+import { enableBufferReclaim, isMallocTrimEnabled } from '../util/buffer-reclaim.js';
 import { processAead } from '../crypto/noise/index.js';
 
 export { Agent } from './agent.js';
@@ -32,6 +32,12 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     return 1;
   }
   if (!enableBufferReclaim()) agent.logger.warn('this Node offers no minor garbage collection: memory under load will be higher');
+  if (!isMallocTrimEnabled()) {
+    agent.logger.warn(
+      { helper: 'dist/native/malloc-trim.node' },
+      'the malloc_trim helper was not built (no C compiler when `npm run build` ran) or does not load: memory freed after busy spells stays with the process',
+    );
+  }
   const cipher = processAead();
   agent.logger.info({ aead: cipher.aead.name }, 'tunnel cipher: ChaCha20-Poly1305');
   // the problem text says what is in use (the fallback's says node:crypto, slower per message)

@@ -1,6 +1,7 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { loadMallocTrim, type MallocTrim } from './malloc-trim.js';
 
 /**
  * Frees the Buffers the data path has dropped, often, instead of when V8 gets round to it.
@@ -32,6 +33,11 @@ export const SETTLE_HEAP_GROWTH_BYTES = 8 * 1024 * 1024;
  * no measure of it: new connections carrying a byte each kept the loop busy while moving ~50 KB/s.
  */
 export const QUIET_LOOP_UTILIZATION = 0.05;
+/**
+ * A quiet agent whose resident memory grew this much since the last settle is settled too: new
+ * connections grow glibc's heap (sockets, their read buffers) more than V8's.
+ */
+export const SETTLE_RSS_GROWTH_BYTES = 16 * 1024 * 1024;
 
 export type Collect = () => void;
 
@@ -45,6 +51,9 @@ let settleTimer: NodeJS.Timeout | undefined;
 let isSettleDue = false;
 let heapBytes: () => number = () => getHeapStatistics().total_heap_size;
 let heapAfterSettle = 0;
+let rssBytes: () => number = () => process.memoryUsage.rss();
+let rssAfterSettle = 0;
+let trim: MallocTrim | null = null;
 let loopBusy: () => number = () => 0;
 
 /** The event loop's busy fraction (0-1) since the previous call. */
@@ -91,8 +100,15 @@ export interface BufferReclaimOptions {
   settle?: Collect | null;
   everyBytes?: number;
   quietMs?: number;
+  /**
+   * Runs after each settle: gives the memory that `free()` kept back to the system (glibc's
+   * malloc_trim through the helper addon; null: none).
+   */
+  trim?: MallocTrim | null;
   /** The V8 heap's size now (injectable for tests). */
   heapBytes?: () => number;
+  /** The process's resident memory now (injectable for tests). */
+  rssBytes?: () => number;
   /** The event loop's busy fraction since the previous call (injectable for tests). */
   loopBusy?: () => number;
 }
@@ -108,12 +124,15 @@ export function enableBufferReclaim(options: BufferReclaimOptions = {}): boolean
   settle = options.settle === undefined ? loadMajorCollect() : options.settle;
   everyBytes = options.everyBytes ?? RECLAIM_EVERY_BYTES;
   quietMs = options.quietMs ?? SETTLE_AFTER_QUIET_MS;
+  trim = options.trim === undefined ? loadMallocTrim() : options.trim;
   heapBytes = options.heapBytes ?? (() => getHeapStatistics().total_heap_size);
+  rssBytes = options.rssBytes ?? (() => process.memoryUsage.rss());
   loopBusy = options.loopBusy ?? loopUtilizationSinceLastCall();
   bytesSinceCollect = 0;
   isSettleDue = false;
   if (settle !== null) {
     heapAfterSettle = heapBytes();
+    rssAfterSettle = rssBytes();
     loopBusy();
     // one check a second for the life of the agent; it never keeps the process alive
     settleTimer = setInterval(checkSettle, quietMs);
@@ -125,6 +144,7 @@ export function enableBufferReclaim(options: BufferReclaimOptions = {}): boolean
 export function disableBufferReclaim(): void {
   collect = null;
   settle = null;
+  trim = null;
   if (settleTimer !== undefined) clearInterval(settleTimer);
   settleTimer = undefined;
 }
@@ -146,11 +166,23 @@ export function noteRelayedBytes(bytes: number): void {
   });
 }
 
-/** Settles once traffic is quiet, if a collect ran or the heap grew since the last settle. */
+/**
+ * Settles once traffic is quiet, if a collect ran or the V8 heap or the resident memory grew since
+ * the last settle: a full collection, then (when the helper is there) malloc_trim, which hands
+ * back the freed memory glibc keeps in the middle of its heap. Both only run while the agent is
+ * idle, so their few milliseconds never sit on the data path.
+ */
 function checkSettle(): void {
   if (settle === null || loopBusy() > QUIET_LOOP_UTILIZATION) return;
-  if (!isSettleDue && heapBytes() - heapAfterSettle < SETTLE_HEAP_GROWTH_BYTES) return;
+  if (!isSettleDue && heapBytes() - heapAfterSettle < SETTLE_HEAP_GROWTH_BYTES && rssBytes() - rssAfterSettle < SETTLE_RSS_GROWTH_BYTES) return;
   isSettleDue = false;
   settle();
+  trim?.();
   heapAfterSettle = heapBytes();
+  rssAfterSettle = rssBytes();
+}
+
+/** Whether settling also hands freed malloc memory back (the helper addon loaded). */
+export function isMallocTrimEnabled(): boolean {
+  return trim !== null;
 }

@@ -1,23 +1,20 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { findPackageRoot } from '../util/package-root.js';
 
 /**
  * proto/mesh.proto is the single source of truth for the wire. It is parsed once when the wire
- * module loads (a pure function of a file shipped with the package), from the nearest `proto/`
- * folder above this module, so the same code works from src/ (tests) and dist/ (the built agent).
+ * module loads (a pure function of a file shipped with the package), from the package root above
+ * this module, so the same code works from src/ (tests) and dist/ (the built agent).
  */
 function findProtoFile(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    const candidate = join(dir, 'proto', 'mesh.proto');
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  throw new Error('wire: proto/mesh.proto not found above ' + fileURLToPath(import.meta.url));
+  const here = fileURLToPath(import.meta.url);
+  const root = findPackageRoot(here);
+  const candidate = root === undefined ? undefined : join(root, 'proto', 'mesh.proto');
+  if (candidate === undefined || !existsSync(candidate)) throw new Error('wire: proto/mesh.proto not found above ' + here);
+  return candidate;
 }
 
 const root = protobuf.parse(readFileSync(findProtoFile(), 'utf8'), { keepCase: false }).root;

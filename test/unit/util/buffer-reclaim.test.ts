@@ -1,5 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { disableBufferReclaim, enableBufferReclaim, noteRelayedBytes, RECLAIM_EVERY_BYTES, SETTLE_AFTER_QUIET_MS, SETTLE_HEAP_GROWTH_BYTES, QUIET_LOOP_UTILIZATION } from '../../../src/util/buffer-reclaim.js';
+import {
+  disableBufferReclaim,
+  enableBufferReclaim,
+  isMallocTrimEnabled,
+  noteRelayedBytes,
+  RECLAIM_EVERY_BYTES,
+  SETTLE_AFTER_QUIET_MS,
+  SETTLE_HEAP_GROWTH_BYTES,
+  SETTLE_RSS_GROWTH_BYTES,
+  QUIET_LOOP_UTILIZATION,
+} from '../../../src/util/buffer-reclaim.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -40,10 +50,11 @@ describe('buffer reclaim', () => {
     expect(calls).toBe(0);
   });
 
-  it('uses 4 MiB, 1 s and 8 MiB by default', () => {
+  it('uses 4 MiB, 1 s, 8 MiB and 16 MiB by default', () => {
     expect(RECLAIM_EVERY_BYTES).toBe(4 * 1024 * 1024);
     expect(SETTLE_AFTER_QUIET_MS).toBe(1000);
     expect(SETTLE_HEAP_GROWTH_BYTES).toBe(8 * 1024 * 1024);
+    expect(SETTLE_RSS_GROWTH_BYTES).toBe(16 * 1024 * 1024);
     expect(QUIET_LOOP_UTILIZATION).toBe(0.05);
   });
 
@@ -51,7 +62,7 @@ describe('buffer reclaim', () => {
     let minor = 0;
     let major = 0;
     let busy = 0.5;
-    enableBufferReclaim({ collect: () => minor++, settle: () => major++, everyBytes: 1000, quietMs: 30, heapBytes: () => 50e6, loopBusy: () => busy });
+    enableBufferReclaim({ collect: () => minor++, settle: () => major++, everyBytes: 1000, quietMs: 30, heapBytes: () => 50e6, rssBytes: () => 0, loopBusy: () => busy });
     busy = 0;
     await sleep(120);
     expect(major).toBe(0); // quiet, but nothing to settle: no collect, no growth
@@ -72,7 +83,7 @@ describe('buffer reclaim', () => {
     let major = 0;
     let heap = 30e6;
     let busy = 0;
-    enableBufferReclaim({ collect: () => undefined, settle: () => major++, quietMs: 30, heapBytes: () => heap, loopBusy: () => busy });
+    enableBufferReclaim({ collect: () => undefined, settle: () => major++, quietMs: 30, heapBytes: () => heap, rssBytes: () => 0, loopBusy: () => busy });
     heap += SETTLE_HEAP_GROWTH_BYTES - 1;
     await sleep(120);
     expect(major).toBe(0); // not grown enough
@@ -90,9 +101,56 @@ describe('buffer reclaim', () => {
     expect(major).toBe(2);
   });
 
+  it('settles a quiet agent whose resident memory grew, and trims malloc after every settle only', async () => {
+    const events: string[] = [];
+    let rss = 80e6;
+    let busy = 0;
+    enableBufferReclaim({
+      collect: () => events.push('minor'),
+      settle: () => events.push('settle'),
+      trim: () => events.push('trim') > 0,
+      quietMs: 30,
+      heapBytes: () => 20e6,
+      rssBytes: () => rss,
+      loopBusy: () => busy,
+    });
+    expect(isMallocTrimEnabled()).toBe(true);
+    rss += SETTLE_RSS_GROWTH_BYTES - 1;
+    await sleep(120);
+    expect(events).toEqual([]); // not grown enough
+    rss += 2;
+    busy = 0.3;
+    await sleep(120);
+    expect(events).toEqual([]); // busy
+    busy = 0;
+    await sleep(120);
+    expect(events).toEqual(['settle', 'trim']);
+    rss -= 20e6; // what the trim gave back: the new baseline
+    await sleep(120);
+    expect(events).toEqual(['settle', 'trim']);
+    // a collect after traffic settles (and trims) again; the collect alone never trims
+    busy = 0.5;
+    noteRelayedBytes(RECLAIM_EVERY_BYTES);
+    await nextTurn();
+    expect(events).toEqual(['settle', 'trim', 'minor']);
+    busy = 0;
+    await sleep(120);
+    expect(events).toEqual(['settle', 'trim', 'minor', 'settle', 'trim']);
+  });
+
+  it('settles without a trim when there is no helper', async () => {
+    let major = 0;
+    enableBufferReclaim({ collect: () => undefined, settle: () => major++, trim: null, quietMs: 30, heapBytes: () => 0, rssBytes: () => 0, loopBusy: () => 0 });
+    expect(isMallocTrimEnabled()).toBe(false);
+    noteRelayedBytes(RECLAIM_EVERY_BYTES);
+    await nextTurn();
+    await sleep(120);
+    expect(major).toBe(1);
+  });
+
   it("measures the loop's own busy time when nothing is injected", async () => {
     let major = 0;
-    enableBufferReclaim({ collect: () => undefined, settle: () => major++, quietMs: 50, heapBytes: () => 0 });
+    enableBufferReclaim({ collect: () => undefined, settle: () => major++, quietMs: 50, heapBytes: () => 0, rssBytes: () => 0 });
     noteRelayedBytes(RECLAIM_EVERY_BYTES);
     await nextTurn();
     // keep the loop busy (~90%) for 300 ms: no settle
