@@ -2,11 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MALLOC_TRIM_HELPER, loadMallocTrim, loadMallocTrimFrom } from '../../../src/util/malloc-trim.js';
 import { findPackageRoot } from '../../../src/util/package-root.js';
 
-const root = findPackageRoot(import.meta.filename ?? new URL(import.meta.url).pathname);
+const root = findPackageRoot(fileURLToPath(import.meta.url));
 const helperPath = root === undefined ? '' : join(root, MALLOC_TRIM_HELPER);
 const isBuilt = existsSync(helperPath);
 if (!isBuilt) {
