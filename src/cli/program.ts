@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createContext, type CliDeps } from './context.js';
 import { exitCodeFor } from './exit-codes.js';
-import { readPackageVersion } from './version.js';
+import { ownPackageVersion } from '../util/package-root.js';
 import { registerAgentCommand } from './agent.js';
 import { registerInitCommand } from './init.js';
 import { registerTokenCommand } from './token.js';
@@ -25,7 +25,7 @@ export function buildProgram(deps: CliDeps): Command {
   const program = new Command('osmoda-mesh');
   program
     .description('encrypted service mesh agent: reach Compose service names across servers')
-    .version(deps.version ?? readPackageVersion(), '-V, --version', 'print the version')
+    .version(deps.version ?? ownPackageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .exitOverride()
     .configureOutput({

@@ -23,7 +23,7 @@ import { systemClock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import { systemRandom } from '../util/random.js';
 import { systemUpstreams } from './resolve-config.js';
-import { packageVersion } from './version.js';
+import { ownPackageVersion } from '../util/package-root.js';
 
 /**
  * The daemon: builds every part in dependency order, starts them, and closes them in reverse
@@ -399,7 +399,7 @@ export class Agent {
         certExpiresAt: cert ? new Date(cert.expiresAtMs).toISOString() : null,
         certWarning: this.node.certWarning(),
         revoked: this.node.revokedNames(),
-        version: packageVersion(),
+        version: ownPackageVersion(),
       },
       peers: this.#peerViews(),
       services: this.#serviceViews(),

@@ -4,6 +4,7 @@ import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
 import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
 import { enableBufferReclaim, isMallocTrimEnabled } from '../util/buffer-reclaim.js';
+import { MALLOC_TRIM_HELPER } from '../util/malloc-trim.js';
 import { processAead } from '../crypto/noise/index.js';
 
 export { Agent } from './agent.js';
@@ -34,7 +35,7 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
   if (!enableBufferReclaim()) agent.logger.warn('this Node offers no minor garbage collection: memory under load will be higher');
   if (!isMallocTrimEnabled()) {
     agent.logger.warn(
-      { helper: 'dist/native/malloc-trim.node' },
+      { helper: MALLOC_TRIM_HELPER },
       'the malloc_trim helper was not built (no C compiler when `npm run build` ran) or does not load: memory freed after busy spells stays with the process',
     );
   }

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { findPackageRoot } from './package-root.js';
+import { ownPackageRoot } from './package-root.js';
 
 /** Where `npm run build` puts the helper (native/build.mjs), under the package root. */
 export const MALLOC_TRIM_HELPER = join('dist', 'native', 'malloc-trim.node');
@@ -15,7 +14,7 @@ export type MallocTrim = () => boolean;
  * was not built (no C compiler at build time) or does not load (a libc without malloc_trim).
  */
 export function loadMallocTrim(): MallocTrim | null {
-  return loadMallocTrimFrom(findPackageRoot(fileURLToPath(import.meta.url)));
+  return loadMallocTrimFrom(ownPackageRoot());
 }
 
 /** loadMallocTrim for the package at `root` (null when there is no root). */

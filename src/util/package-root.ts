@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const PACKAGE_NAME = 'osmoda-mesh';
 /** src/<concern>/x.ts or dist/src/<concern>/x.js sit at most a few levels below the root. */
@@ -38,4 +39,14 @@ export function packageVersionAt(root: string | undefined): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** This package's root: every module of it (src/ or dist/src/) sits below the same one. */
+export function ownPackageRoot(): string | undefined {
+  return findPackageRoot(fileURLToPath(import.meta.url));
+}
+
+/** This package's version, read when asked (not at import); 'unknown' without its package.json. */
+export function ownPackageVersion(): string {
+  return packageVersionAt(ownPackageRoot());
 }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { findPackageRoot } from '../util/package-root.js';
+import { ownPackageRoot } from '../util/package-root.js';
 
 /**
  * proto/mesh.proto is the single source of truth for the wire. It is parsed once when the wire
@@ -10,10 +10,9 @@ import { findPackageRoot } from '../util/package-root.js';
  * this module, so the same code works from src/ (tests) and dist/ (the built agent).
  */
 function findProtoFile(): string {
-  const here = fileURLToPath(import.meta.url);
-  const root = findPackageRoot(here);
+  const root = ownPackageRoot();
   const candidate = root === undefined ? undefined : join(root, 'proto', 'mesh.proto');
-  if (candidate === undefined || !existsSync(candidate)) throw new Error('wire: proto/mesh.proto not found above ' + here);
+  if (candidate === undefined || !existsSync(candidate)) throw new Error('wire: proto/mesh.proto not found above ' + fileURLToPath(import.meta.url));
   return candidate;
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findPackageRoot, packageVersionAt } from '../../../src/util/package-root.js';
+import { findPackageRoot, ownPackageRoot, ownPackageVersion, packageVersionAt } from '../../../src/util/package-root.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'osmoda-root-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -15,6 +15,9 @@ describe('package root', () => {
     const pkg = JSON.parse(readFileSync(join(root!, 'package.json'), 'utf8')) as { name: string; version: string };
     expect(pkg.name).toBe('osmoda-mesh');
     expect(packageVersionAt(root)).toBe(pkg.version);
+    // the modules' own lookup (proto/, the version, the malloc_trim helper) lands on the same root
+    expect(ownPackageRoot()).toBe(root);
+    expect(ownPackageVersion()).toBe(pkg.version);
   });
 
   it("walks past another package's package.json and an unreadable one, and gives up at the filesystem root", () => {
