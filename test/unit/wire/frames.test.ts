@@ -230,17 +230,17 @@ describe('decodeBatch rejects malformed batches', () => {
     // frames field (1, length-delimited) whose length says 10 GiB, followed by a few real bytes
     const outer = concat(varint((1 << 3) | 2), varint(tenGiB), new Uint8Array(16));
     const before = process.memoryUsage().arrayBuffers;
-    expectMeshError(() => decodeBatch(outer), M, /batch: malformed protobuf/);
+    expectMeshError(() => decodeBatch(outer), M, /batch: varint does not fit 32 bits/);
     // the same inside a frame: a data field claiming 10 GiB
     const inner = concat(varint((1 << 3) | 0), varint(1), varint((3 << 3) | 2), varint(tenGiB), new Uint8Array(8));
-    expectMeshError(() => decodeBatch(naiveBatch([inner])), M, /malformed protobuf/);
+    expectMeshError(() => decodeBatch(naiveBatch([inner])), M, /frame\[0\]: varint does not fit 32 bits/);
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
   });
 
   it('a varint longer than 10 bytes and a bad wire type', () => {
     expectMeshError(() => decodeBatch(Uint8Array.from([0x08, ...new Array<number>(11).fill(0xff), 0x01])), M);
     // field 1 with wire type 7 (does not exist)
-    expectMeshError(() => decodeBatch(Uint8Array.from([0x0f, 0x00])), M, /malformed protobuf/);
+    expectMeshError(() => decodeBatch(Uint8Array.from([0x0f, 0x00])), M, /batch: field 1: wire type 7, expected 2/);
   });
 
   it('wire reason for malformed batches is "malformed"', () => {
