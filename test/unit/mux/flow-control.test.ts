@@ -213,6 +213,27 @@ describe('mux flow control', () => {
     expect(order).toEqual([1, 3, 5, 1, 3, 5, 1, 3, 5, 1, 3, 5]);
   });
 
+  it('once the tunnel passed its mark, no stream sends until the drain, not even one that was not holding', async () => {
+    const highWater = 64 * KiB;
+    const raw = rawSession({ isInitiator: false, config: { tunnelHighWaterBytes: highWater } });
+    for (const id of [1, 3]) raw.session.handleFrame({ kind: 'open', streamId: id, service: 'svc', port: 80, window: MiB });
+    const [held, late] = raw.inbound as [MuxStream, MuxStream];
+    raw.tunnelBuffered = 2 * highWater;
+    held.write(new Uint8Array(1000));
+    await turns(3);
+    expect(raw.sentFor(1, 'data')).toEqual([]);
+    // the tunnel is below its mark again, but its drain (the low-water mark) has not come
+    raw.tunnelBuffered = highWater / 2;
+    late.write(new Uint8Array(1000));
+    await turns(3);
+    expect(raw.sent.filter((f) => f.kind === 'data')).toEqual([]);
+    raw.tunnelBuffered = 0;
+    raw.session.onTunnelDrain();
+    await turns(3);
+    // the held stream first (round robin from the drain), then the one that came later
+    expect(raw.sent.filter((f) => f.kind === 'data').map((f) => f.streamId)).toEqual([1, 3]);
+  });
+
   it('sends up to EARLY_DATA_BYTES before the peer accepts (no round trip), holds the rest, then emits accepted', async () => {
     let pending: MuxStream | undefined;
     const pair = createPair({ onStreamB: (s) => (pending = s) });
