@@ -73,6 +73,8 @@ export class MuxSession {
   #nextLocalId: number;
   /** Highest id the peer has opened; its ids must increase, so anything at or below it is past. */
   #lastPeerId = 0;
+  /** Streams whose socket waits for the next turn, in the order they used up their quota. */
+  #deferredReads: MuxStream[] = [];
   /** Set when the tunnel passed tunnelHighWaterBytes; cleared by onTunnelDrain() (#isTunnelCongested). */
   #isHoldingForDrain = false;
   /** onTunnelDrain()'s round-robin position: the id of the stream it resumed last. */
@@ -341,6 +343,7 @@ export class MuxSession {
       peerWindowBytes,
       sendFrame: (frame) => this.#send(frame),
       isTunnelCongested: () => this.#isTunnelCongested(),
+      deferSocketReads: (s) => this.#deferSocketReads(s),
       reserveWindowBytes: (extra) => {
         if (this.#recvWindowBytes + extra > this.config.sessionMaxBufferedBytes) return false;
         this.#recvWindowBytes += extra;
@@ -385,6 +388,20 @@ export class MuxSession {
     }
     this.#protocolError(this.#violation(`${kind} for stream ${id}, which was never opened`));
     return undefined;
+  }
+
+  /**
+   * The next turn (setImmediate: after this turn's I/O callbacks, so after every socket that was
+   * ready had its read) resumes the deferred sockets in the order they stopped.
+   */
+  #deferSocketReads(stream: MuxStream): void {
+    this.#deferredReads.push(stream);
+    if (this.#deferredReads.length > 1) return;
+    setImmediate(() => {
+      const streams = this.#deferredReads;
+      this.#deferredReads = [];
+      for (const s of streams) s.resumeSocketReads();
+    });
   }
 
   #isOwnId(id: number): boolean {

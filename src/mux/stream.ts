@@ -29,6 +29,11 @@ export interface MuxStreamInit {
   sendFrame(frame: StreamFrame): void;
   /** True while the tunnel holds more than tunnelHighWaterBytes: data waits for resumeWrites(). */
   isTunnelCongested(): boolean;
+  /**
+   * The attached socket read its quota and is paused: the session calls resumeSocketReads() on the
+   * next turn of the event loop, in the order of these calls.
+   */
+  deferSocketReads(stream: MuxStream): void;
   /** Asks the session for `extraBytes` more receive window; false when its total cap would pass. */
   reserveWindowBytes(extraBytes: number): boolean;
   /** Called once when the stream is finished or destroyed; the session forgets it. */
@@ -125,6 +130,10 @@ export class MuxStream extends Duplex {
   /** Set by attach(): the socket this stream now reads from and writes to directly. */
   #socket: Duplex | undefined;
   #isSocketPaused = false;
+  /** Bytes the attached socket gave since it last yielded (MuxConfig.socketReadQuotaBytes). */
+  #readSinceYield = 0;
+  /** Paused for the read quota, waiting for resumeSocketReads(). */
+  #isQuotaPaused = false;
 
   constructor(init: MuxStreamInit) {
     super({ allowHalfOpen: true });
@@ -420,7 +429,25 @@ export class MuxStream extends Duplex {
       this.#isSocketPaused = true;
       this.#socket!.pause();
     }
+    this.#readSinceYield += chunk.length;
+    if (this.#readSinceYield >= this.#init.config.socketReadQuotaBytes && !this.#isSocketPaused) {
+      // yield: the other sockets of this turn read before this one reads on
+      this.#readSinceYield = 0;
+      this.#isSocketPaused = true;
+      this.#isQuotaPaused = true;
+      this.#socket!.pause();
+      this.#init.deferSocketReads(this);
+    }
   };
+
+  /** The next turn: the socket that yielded for its read quota reads on (unless a held read waits). */
+  resumeSocketReads(): void {
+    if (!this.#isQuotaPaused) return;
+    this.#isQuotaPaused = false;
+    if (this.destroyed || !this.#isSocketPaused || this.#pendingWrite !== undefined) return;
+    this.#isSocketPaused = false;
+    this.#socket!.resume();
+  }
 
   /** The held socket read went out: read on. */
   readonly #onSocketChunkSent = (): void => {

@@ -8,6 +8,7 @@ import type { MuxStream } from '../../../src/mux/index.js';
 import { StreamResetError } from '../../../src/mux/index.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { createPair, turns, waitFor, type Pair } from './pair.js';
+import { rawSession } from './raw.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -263,6 +264,41 @@ describe('MuxStream.attach (the forwarder fast path)', () => {
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(opener.destroyed).toBe(true);
     expect(pair.a.controlFrames.map((f) => f.kind)).not.toContain('reset');
+  });
+
+  it('a socket yields after each socketReadQuotaBytes it read, so busy sockets take turns', async () => {
+    const quota = 128 * KiB;
+    const total = 2 * MiB;
+    const order: { streamId: number; bytes: number }[] = [];
+    const raw = rawSession({
+      isInitiator: false,
+      config: { socketReadQuotaBytes: quota, initialWindowBytes: 8 * MiB, maxWindowBytes: 8 * MiB },
+      onSend: (frame) => {
+        if (frame.kind === 'data') order.push({ streamId: frame.streamId, bytes: frame.data.length });
+      },
+    });
+    const pairs = [await socketPair(), await socketPair()];
+    // both applications wrote all their data before the agent reads: every read finds 64 KiB
+    // waiting, and libuv would read up to 32 of them from one socket per readiness event
+    for (const p of pairs) p.app.write(Buffer.alloc(total, 7));
+    await waitFor(() => pairs.every((p) => p.agent.readableLength === 0), 'sockets connected');
+    for (const [i, id] of [1, 3].entries()) {
+      raw.session.handleFrame({ kind: 'open', streamId: id, service: 'svc', port: 80, window: 8 * MiB });
+      raw.inbound[i]!.attach(pairs[i]!.agent);
+    }
+    await waitFor(() => order.reduce((n, f) => n + f.bytes, 0) === 2 * total, 'all data sent', 20_000, 20_000);
+    // the longest run of one stream's bytes while the other still had data to send
+    const lastOf = (id: number): number => order.map((f) => f.streamId).lastIndexOf(id);
+    const bothBusyUntil = Math.min(lastOf(1), lastOf(3));
+    let longest = 0;
+    let run = 0;
+    for (let i = 0; i <= bothBusyUntil; i++) {
+      run = i > 0 && order[i]!.streamId === order[i - 1]!.streamId ? run + order[i]!.bytes : order[i]!.bytes;
+      longest = Math.max(longest, run);
+    }
+    // a yield comes at the first read that reaches the quota: at most one read (64 KiB) past it
+    expect(longest).toBeLessThanOrEqual(quota + 64 * KiB);
+    expect(bothBusyUntil).toBeGreaterThan(order.length / 2);
   });
 
   it('refuses a second attach', async () => {

@@ -22,6 +22,7 @@ describe('mux config', () => {
       sessionMaxBufferedBytes: 64 * 1024 * 1024,
       maxStreams: 1024,
       tunnelHighWaterBytes: 1024 * 1024,
+      socketReadQuotaBytes: 512 * 1024,
       maxFrameDataBytes: MAX_DATA_FRAME,
       closeTimeoutMs: 5000,
       isZeroCopySend: false,
@@ -43,6 +44,7 @@ describe('mux config', () => {
     ['maxStreams', 0, '1..'],
     ['maxStreams', 1.5, '1..'],
     ['tunnelHighWaterBytes', -1, '1..'],
+    ['socketReadQuotaBytes', 0, '1..'],
     ['maxFrameDataBytes', MAX_DATA_FRAME + 1, 'MAX_DATA_FRAME'],
     ['closeTimeoutMs', Number.NaN, '0..'],
   ] as const)('rejects %s = %s naming the field', (field, value, expected) => {
