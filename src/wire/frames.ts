@@ -30,7 +30,8 @@ export function isStreamFrame(frame: Frame): frame is StreamFrame {
   return 'streamId' in frame;
 }
 
-function toProto(frame: Frame): Record<string, unknown> {
+/** The object protobufjs encodes for a frame (tunnel-level frames are encoded through it). */
+export function frameToProto(frame: Frame): Record<string, unknown> {
   switch (frame.kind) {
     case 'open':
       return { streamId: frame.streamId, open: { service: frame.service, port: frame.port, window: frame.window } };
@@ -259,7 +260,7 @@ export function encodeBatchParts(frames: readonly Frame[]): Uint8Array[] {
       controls.push(frame);
     } else {
       flushControls();
-      others.push(toProto(frame));
+      others.push(frameToProto(frame));
     }
   }
   flushControls();

@@ -17,9 +17,9 @@ import {
   encodeJoinResponse,
   encodeRecordBody,
   encodeTokenBody,
-  type Frame,
 } from '../../../src/wire/index.js';
 import { plain } from './naive-proto.js';
+import { frameArb } from './arbitraries.js';
 
 /**
  * Seeded fuzzing of every decoder that reads a peer's bytes: whatever arrives, the only thing that
@@ -40,26 +40,6 @@ function outcome(decode: () => unknown): 'ok' | 'mesh-error' {
     throw err;
   }
 }
-
-const streamId = fc.integer({ min: 1, max: 0xffff_ffff });
-const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
-const smallText = fc.string({ maxLength: 40 });
-const frameArb: fc.Arbitrary<Frame> = fc.oneof(
-  fc.record({ kind: fc.constant('open' as const), streamId, service: fc.string({ minLength: 1, maxLength: 30 }), port: fc.integer({ min: 1, max: 65535 }), window: u32 }),
-  fc.record({ kind: fc.constant('accept' as const), streamId, window: u32 }),
-  fc.record({ kind: fc.constant('data' as const), streamId, data: fc.uint8Array({ maxLength: 300 }) }),
-  fc.record({ kind: fc.constant('window' as const), streamId, credit: fc.integer({ min: 1, max: 0xffff_ffff }) }),
-  fc.record({ kind: fc.constant('fin' as const), streamId }),
-  fc.record({ kind: fc.constant('reset' as const), streamId, code: smallText, message: smallText }),
-  fc.record({ kind: fc.constant('ping' as const), id: fc.maxSafeNat() }),
-  fc.record({ kind: fc.constant('pong' as const), id: fc.maxSafeNat() }),
-  fc.record({
-    kind: fc.constant('gossip' as const),
-    records: fc.array(fc.record({ body: fc.uint8Array({ maxLength: 80 }), signature: fc.uint8Array({ minLength: 64, maxLength: 64 }) }), { maxLength: 3 }),
-  }),
-  fc.record({ kind: fc.constant('rekey' as const) }),
-  fc.record({ kind: fc.constant('goaway' as const), code: smallText, message: smallText }),
-);
 
 /**
  * Hostile inputs built from valid ones: byte flips aimed anywhere, truncation, insertion, splices of

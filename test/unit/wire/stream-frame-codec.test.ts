@@ -4,8 +4,9 @@ import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import { WireTypes } from '../../../src/wire/schema.js';
 import { ProtoReader, WireType } from '../../../src/wire/proto-reader.js';
 import { decodeOrThrow } from '../../../src/wire/decode-guard.js';
-import { decodeBatch, encodeBatch, frameFromProto, type Frame } from '../../../src/wire/index.js';
+import { decodeBatch, encodeBatch, frameFromProto, frameToProto, type Frame } from '../../../src/wire/index.js';
 import { concat, message, naiveBatch, naiveFrame, plain, varint, type Field } from './naive-proto.js';
+import { streamFrameArb, u32Arb } from './arbitraries.js';
 import { expectMeshError } from '../../helpers/mesh-error.js';
 
 /**
@@ -15,32 +16,8 @@ import { expectMeshError } from '../../helpers/mesh-error.js';
  * members) must be what protobufjs reads, through the same frameFromProto rules.
  */
 
-/** protobufjs' object for a frame, as the agent encoded every frame before the hand codec. */
-function protobufjsObject(frame: Frame): Record<string, unknown> {
-  switch (frame.kind) {
-    case 'open':
-      return { streamId: frame.streamId, open: { service: frame.service, port: frame.port, window: frame.window } };
-    case 'accept':
-      return { streamId: frame.streamId, accept: { window: frame.window } };
-    case 'data':
-      return { streamId: frame.streamId, data: frame.data };
-    case 'window':
-      return { streamId: frame.streamId, windowUpdate: frame.credit };
-    case 'fin':
-      return { streamId: frame.streamId, fin: {} };
-    case 'reset':
-      return { streamId: frame.streamId, reset: { code: frame.code, message: frame.message } };
-    case 'ping':
-      return { ping: { id: frame.id } };
-    case 'rekey':
-      return { rekey: {} };
-    default:
-      throw new Error(`no protobufjs object for ${frame.kind} in this test`);
-  }
-}
-
 function protobufjsBytes(frames: Frame[]): string {
-  return Buffer.from(WireTypes.Batch.encode({ frames: frames.map(protobufjsObject) }).finish()).toString('hex');
+  return Buffer.from(WireTypes.Batch.encode({ frames: frames.map(frameToProto) }).finish()).toString('hex');
 }
 
 /** The decoder the agent used before the hand codec: protobufjs, then the same validation. */
@@ -113,20 +90,9 @@ function streamFrameFields(frame: Frame): Field[] {
   return fields;
 }
 
-const streamId = fc.integer({ min: 1, max: 0xffff_ffff });
-const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
-const text = fc.string({ maxLength: 40 });
-const streamFrameArb: fc.Arbitrary<Frame> = fc.oneof(
-  fc.record({ kind: fc.constant('open' as const), streamId, service: fc.string({ minLength: 1, maxLength: 30 }), port: fc.integer({ min: 1, max: 65535 }), window: u32 }),
-  fc.record({ kind: fc.constant('accept' as const), streamId, window: u32 }),
-  fc.record({ kind: fc.constant('data' as const), streamId, data: fc.uint8Array({ minLength: 1, maxLength: 300 }) }),
-  fc.record({ kind: fc.constant('window' as const), streamId, credit: fc.integer({ min: 1, max: 0xffff_ffff }) }),
-  fc.record({ kind: fc.constant('fin' as const), streamId }),
-  fc.record({ kind: fc.constant('reset' as const), streamId, code: text, message: text }),
-);
 /** Fields of numbers no Frame has (a newer peer's), of every wire type the decoder skips. */
 const unknownField: fc.Arbitrary<Uint8Array> = fc.oneof(
-  fc.tuple(fc.integer({ min: 14, max: 2000 }), u32).map(([num, v]) => concat(varint(num << 3), varint(v))),
+  fc.tuple(fc.integer({ min: 14, max: 2000 }), u32Arb).map(([num, v]) => concat(varint(num << 3), varint(v))),
   fc.tuple(fc.integer({ min: 14, max: 2000 }), fc.uint8Array({ maxLength: 20 })).map(([num, b]) => message([{ num, bytes: b }])),
   fc.tuple(fc.integer({ min: 14, max: 2000 }), fc.uint8Array({ minLength: 8, maxLength: 8 })).map(([num, b]) => concat(varint((num << 3) | 1), b)),
   fc.tuple(fc.integer({ min: 14, max: 2000 }), fc.uint8Array({ minLength: 4, maxLength: 4 })).map(([num, b]) => concat(varint((num << 3) | 5), b)),
