@@ -27,7 +27,10 @@ export interface MuxStreamInit {
   /** Send credit before any window frame: the peer's `open.window` for inbound, EARLY_DATA_BYTES for outbound. */
   peerWindowBytes: number;
   sendFrame(frame: StreamFrame): void;
-  /** True while the tunnel holds more than tunnelHighWaterBytes: data waits for resumeWrites(). */
+  /**
+   * True from the moment the tunnel held more than tunnelHighWaterBytes until its drain: data
+   * waits for resumeWrites().
+   */
   isTunnelCongested(): boolean;
   /**
    * The attached socket read its quota and is paused: the session calls resumeSocketReads() on the
