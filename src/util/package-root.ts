@@ -41,12 +41,24 @@ export function packageVersionAt(root: string | undefined): string {
   }
 }
 
-/** This package's root: every module of it (src/ or dist/src/) sits below the same one. */
+/** Found on first use: the walk reads package.json files on the way up. */
+let ownRoot: { dir: string | undefined } | undefined;
+let ownVersion: string | undefined;
+
+/**
+ * This package's root: every module of it (src/ or dist/src/) sits below the same one. Looked up
+ * once per process (proto/, the helper, and every status request and CLI run ask for it).
+ */
 export function ownPackageRoot(): string | undefined {
-  return findPackageRoot(fileURLToPath(import.meta.url));
+  ownRoot ??= { dir: findPackageRoot(fileURLToPath(import.meta.url)) };
+  return ownRoot.dir;
 }
 
-/** This package's version, read when asked (not at import); 'unknown' without its package.json. */
+/**
+ * This package's version, read on first use (not at import) and kept: the version of the code
+ * that is running, even if an upgrade replaces package.json meanwhile. 'unknown' without it.
+ */
 export function ownPackageVersion(): string {
-  return packageVersionAt(ownPackageRoot());
+  ownVersion ??= packageVersionAt(ownPackageRoot());
+  return ownVersion;
 }
