@@ -7,6 +7,9 @@
  *   node echo.js rr HOST PORT COUNT WARMUP       COUNT sequential 64-byte round trips on one connection
  *   node echo.js conn HOST PORT LOOPS SECONDS    LOOPS concurrent loops of connect, 1 byte each way, close
  *   node echo.js probe HOST PORT TIMEOUT_MS      one byte each way, retried every 5 ms until it works
+ *   node echo.js relay HOST TARGET_HOST L:T,...  a plain TCP relay (no encryption, no multiplexing): each
+ *                                                connection to HOST:L is piped to TARGET_HOST:T; the
+ *                                                floor of what Node's sockets cost the mesh's agents
  *
  * The clients print one JSON line on stdout. Latency is read with performance.now() around each
  * round trip; there is no other work in the process, so it is the path plus two event-loop wake-ups.
@@ -183,6 +186,32 @@ async function probe(host: string, port: number, timeoutMs: number): Promise<voi
   process.exitCode = 1;
 }
 
+/**
+ * What any Node program relaying a TCP connection does at least: accept it, dial the target, pipe
+ * both ways with Nagle off. Half-closes pass through (pipe ends the other side); an error on
+ * either side drops both.
+ */
+function relay(host: string, targetHost: string, portMap: string): void {
+  const pairs = portMap.split(',').map((pair) => pair.split(':').map(Number) as [number, number]);
+  let ready = 0;
+  for (const [listenPort, targetPort] of pairs) {
+    const server = createServer({ noDelay: true }, (inbound) => {
+      const outbound = connect({ host: targetHost, port: targetPort, noDelay: true });
+      const drop = (): void => {
+        inbound.destroy();
+        outbound.destroy();
+      };
+      inbound.on('error', drop);
+      outbound.on('error', drop);
+      inbound.pipe(outbound);
+      outbound.pipe(inbound);
+    });
+    server.listen({ port: listenPort, host, backlog: 4096 }, () => {
+      if (++ready === pairs.length) process.stdout.write('listening\n');
+    });
+  }
+}
+
 const [mode, a, b, c, d] = process.argv.slice(2);
 switch (mode) {
   case 'server':
@@ -197,7 +226,10 @@ switch (mode) {
   case 'probe':
     void probe(a!, Number(b), Number(c ?? 10_000));
     break;
+  case 'relay':
+    relay(a!, b!, c!);
+    break;
   default:
-    process.stderr.write('usage: echo.js server ECHO_PORT CONN_PORT | rr HOST PORT COUNT [WARMUP] | conn HOST PORT LOOPS SECONDS | probe HOST PORT [TIMEOUT_MS]\n');
+    process.stderr.write('usage: echo.js server ECHO_PORT CONN_PORT | rr HOST PORT COUNT [WARMUP] | conn HOST PORT LOOPS SECONDS | probe HOST PORT [TIMEOUT_MS] | relay HOST TARGET_HOST LISTEN_PORT:TARGET_PORT,...\n');
     process.exitCode = 2;
 }

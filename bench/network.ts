@@ -6,7 +6,7 @@
  */
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { createBenchTopology, sweepStale } from './netns.js';
-import { directPath, meshPath, nebulaPath, socatPath, sshPath, startServers, waitReachable, wireguardPath, type BenchPath } from './paths.js';
+import { directPath, meshPath, nebulaPath, nodeRelayPath, socatPath, sshPath, startServers, waitReachable, wireguardPath, type BenchPath } from './paths.js';
 import { sampleWhile } from './proc.js';
 import type { Metric, PathRecord } from './report.js';
 import { findOnPath } from './netns-primitives.js';
@@ -109,6 +109,8 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
     factories.push({ name: 'wireguard-go', needs: ['wireguard-go', 'wg'], skip: tun, make: () => wireguardPath(topo, tools.paths) });
     factories.push({ name: 'nebula', needs: ['nebula', 'nebula-cert'], skip: tun, make: () => nebulaPath(topo, tools.paths) });
     factories.push({ name: 'socat', needs: ['socat'], make: () => socatPath(topo, tools.paths) });
+    factories.push({ name: 'node relay', needs: [], make: () => nodeRelayPath(topo, { shape: 'one', nodeFlags: AGENT_NODE_FLAGS }) });
+    factories.push({ name: 'node relay chain', needs: [], make: () => nodeRelayPath(topo, { shape: 'chain', nodeFlags: AGENT_NODE_FLAGS }) });
 
     // Set up concurrently (each path has its own ports, devices and temp files); keep the order for the tables.
     const chosen = factories.filter((f) => opts.only.length === 0 || opts.only.some((o) => f.name.includes(o)));

@@ -502,3 +502,54 @@ export async function socatPath(topo: BenchTopology, tools: Record<string, strin
     throw err;
   }
 }
+
+// ---------------------------------------------------------------- plain Node relays
+const NODE_RELAY_OFFSET = 31_000;
+const NODE_CHAIN_OFFSET = 32_000;
+const NODE_CHAIN_SERVER_OFFSET = 33_000;
+
+export interface NodeRelayOptions {
+  /** 'one': a single relay in the client namespace; 'chain': one in each namespace, plain TCP between them. */
+  shape: 'one' | 'chain';
+  /** Node/V8 flags, the agent's, so that the runtime is the same as the mesh row's. */
+  nodeFlags: readonly string[];
+}
+
+/**
+ * The floor of what Node's sockets cost, as rows of the same run: `echo.js relay`, which accepts,
+ * dials and pipes with nothing else (no encryption, no multiplexing, no tunnel). 'one' does the
+ * mesh's socket work (one accepted and one dialled socket per connection) in one process; 'chain'
+ * has the mesh's and `ssh -L`'s shape, a process on each side, with a TCP connection between them
+ * per client connection.
+ */
+export async function nodeRelayPath(topo: BenchTopology, opts: NodeRelayOptions): Promise<BenchPath> {
+  const name = opts.shape === 'one' ? 'node relay' : 'node relay chain';
+  const portMap = (listenOffset: number, targetOffset: number): string =>
+    (Object.keys(SERVER_PORTS) as Service[]).map((s) => `${SERVER_PORTS[s] + listenOffset}:${SERVER_PORTS[s] + targetOffset}`).join(',');
+  const relay = (side: Side, host: string, targetHost: string, map: string): { child: ChildProcess; log: string } =>
+    spawnLogged(topo, side, `${name.replaceAll(' ', '-')}-${side}`, process.execPath, [...opts.nodeFlags, ECHO_MAIN, 'relay', host, targetHost, map]);
+  const relays =
+    opts.shape === 'one'
+      ? [relay('client', '127.0.0.1', topo.ip.server, portMap(NODE_RELAY_OFFSET, 0))]
+      : [
+          relay('client', '127.0.0.1', topo.ip.server, portMap(NODE_CHAIN_OFFSET, NODE_CHAIN_SERVER_OFFSET)),
+          relay('server', topo.ip.server, '127.0.0.1', portMap(NODE_CHAIN_SERVER_OFFSET, 0)),
+        ];
+  const close = async (): Promise<void> => {
+    for (const r of relays) await topo.kill(r.child, 2_000);
+  };
+  try {
+    const targets = sameTargets('127.0.0.1', opts.shape === 'one' ? NODE_RELAY_OFFSET : NODE_CHAIN_OFFSET);
+    await waitReachable(topo, targets.conn, 15_000, name);
+    return {
+      name,
+      targets,
+      pids: () => ({ client: [relays[0]!.child.pid!], server: relays[1] === undefined ? [] : [relays[1].child.pid!] }),
+      meta: { mode: opts.shape === 'one' ? 'one Node process: accept, dial, pipe' : 'a Node process on each side, accept, dial, pipe; TCP between them', node: process.version, node_flags: opts.nodeFlags.join(' ') },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
