@@ -15,7 +15,7 @@ import {
 } from '../tunnel/index.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
-import { decodeHandshakePayload, encodeHandshakePayload, isStreamFrame, type Frame, type NodeRecordWire } from '../wire/index.js';
+import { decodeHandshakePayload, encodeHandshakePayload, gossipFrame, isStreamFrame, renewalFrame, type Frame, type NodeRecordWire } from '../wire/index.js';
 import { verifyCert, type VerifiedCert } from './certs.js';
 import type { NodeIdentity } from './identity.js';
 import type { Membership } from './membership.js';
@@ -317,7 +317,7 @@ export class PeerManager {
     tunnel.pingNow();
     this.#sendGossip(tunnel, this.#init.membership.records());
     const revocations = this.#init.revocations();
-    if (revocations !== undefined) tunnel.send({ kind: 'gossip', records: [], revocations });
+    if (revocations !== undefined) tunnel.send(gossipFrame([], revocations));
     this.#init.onPeerStateChange(cert.nodeIdHex, 'up');
   }
 
@@ -365,7 +365,7 @@ export class PeerManager {
   floodRevocations(bytes: Uint8Array, exceptPeer: string | undefined): void {
     for (const [id, entry] of this.#peers) {
       if (id === exceptPeer || !entry.connection?.tunnel.isOpen) continue;
-      entry.connection.tunnel.send({ kind: 'gossip', records: [], revocations: bytes });
+      entry.connection.tunnel.send(gossipFrame([], bytes));
     }
   }
 
@@ -373,7 +373,7 @@ export class PeerManager {
   sendRenewal(nodeIdHex: string, cert: Uint8Array): boolean {
     const tunnel = this.#peers.get(nodeIdHex)?.connection?.tunnel;
     if (tunnel === undefined || !tunnel.isOpen) return false;
-    tunnel.send({ kind: 'renewal', cert });
+    tunnel.send(renewalFrame(cert));
     return true;
   }
 
@@ -425,7 +425,7 @@ export class PeerManager {
   #sendGossip(tunnel: Tunnel, records: NodeRecordWire[]): void {
     if (!tunnel.isOpen) return;
     for (let i = 0; i < records.length; i += GOSSIP_CHUNK) {
-      tunnel.send({ kind: 'gossip', records: records.slice(i, i + GOSSIP_CHUNK) });
+      tunnel.send(gossipFrame(records.slice(i, i + GOSSIP_CHUNK)));
     }
   }
 

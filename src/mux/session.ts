@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import { systemClock } from '../util/clock.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import type { StreamFrame } from '../wire/index.js';
+import { openFrame, resetFrame, type StreamFrame } from '../wire/index.js';
 import { EARLY_DATA_BYTES, MAX_WIRE_WINDOW_BYTES, resolveMuxConfig } from './config.js';
 import type { MuxConfig } from './config.js';
 import { MuxStream } from './stream.js';
@@ -133,7 +133,7 @@ export class MuxSession {
     }
     this.#nextLocalId += 2;
     const stream = this.#createStream(id, 'outbound', service, port, EARLY_DATA_BYTES);
-    this.#send({ kind: 'open', streamId: id, service, port, window: this.config.initialWindowBytes });
+    this.#send(openFrame(id, service, port, this.config.initialWindowBytes));
     return stream;
   }
 
@@ -307,17 +307,12 @@ export class MuxSession {
     }
     this.#lastPeerId = id;
     if (this.#state !== 'open') {
-      this.#send({ kind: 'reset', streamId: id, code: ErrorCodes.TUNNEL_CLOSED, message: 'tunnel closing' });
+      this.#send(resetFrame(id, ErrorCodes.TUNNEL_CLOSED, 'tunnel closing'));
       return;
     }
     if (this.#streams.size >= this.config.maxStreams) {
       this.#log.warn({ streamId: id, service, maxStreams: this.config.maxStreams }, 'incoming stream refused: stream limit');
-      this.#send({
-        kind: 'reset',
-        streamId: id,
-        code: ErrorCodes.STREAM_LIMIT,
-        message: `${this.#streams.size} streams open, at most ${this.config.maxStreams}`,
-      });
+      this.#send(resetFrame(id, ErrorCodes.STREAM_LIMIT, `${this.#streams.size} streams open, at most ${this.config.maxStreams}`));
       return;
     }
     const stream = this.#createStream(id, 'inbound', service, port, window);

@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ErrorCodes, MeshError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
-import { MAX_TEXT_FIELD } from '../wire/index.js';
+import { MAX_TEXT_FIELD, acceptFrame, dataFrame, finFrame, resetFrame, windowFrame } from '../wire/index.js';
 import type { StreamFrame } from '../wire/index.js';
 import { EARLY_DATA_BYTES, type MuxConfig } from './config.js';
 import { ReceiveWindow, SendCredit } from './credit-window.js';
@@ -221,7 +221,7 @@ export class MuxStream extends Duplex {
     this.#phase = 'open';
     const window = this.#recv.open();
     this.#log.debug({ streamId: this.id, service: this.service }, 'stream accepted');
-    this.#init.sendFrame({ kind: 'accept', streamId: this.id, window });
+    this.#init.sendFrame(acceptFrame(this.id, window));
     this.#flush();
   }
 
@@ -388,7 +388,7 @@ export class MuxStream extends Duplex {
         const payload = this.#init.config.isZeroCopySend || pending.isSocketRead ? view : new Uint8Array(view);
         pending.offset += n;
         this.#sentBytes += n;
-        this.#init.sendFrame({ kind: 'data', streamId: this.id, data: payload });
+        this.#init.sendFrame(dataFrame(this.id, payload));
       }
       if (this.#pendingWrite !== pending) return;
       this.#pendingWrite = undefined;
@@ -403,7 +403,7 @@ export class MuxStream extends Duplex {
       if (!this.#isFinSent) {
         this.#isFinSent = true;
         this.#log.trace({ streamId: this.id, service: this.service }, 'fin sent');
-        this.#init.sendFrame({ kind: 'fin', streamId: this.id });
+        this.#init.sendFrame(finFrame(this.id));
       }
       final();
       this.#maybeFinished();
@@ -495,18 +495,13 @@ export class MuxStream extends Duplex {
     const credit = this.#recv.takeUpdate((extra) => this.#init.reserveWindowBytes(extra));
     if (credit > 0) {
       if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
-      this.#init.sendFrame({ kind: 'window', streamId: this.id, credit });
+      this.#init.sendFrame(windowFrame(this.id, credit));
     }
   }
 
   #sendReset(code: string, message: string): void {
     this.#isResetDone = true;
-    this.#init.sendFrame({
-      kind: 'reset',
-      streamId: this.id,
-      code: code.slice(0, MAX_RESET_CODE),
-      message: message.slice(0, MAX_TEXT_FIELD),
-    });
+    this.#init.sendFrame(resetFrame(this.id, code.slice(0, MAX_RESET_CODE), message.slice(0, MAX_TEXT_FIELD)));
   }
 
   /** A stream-level violation by the peer: reset this stream only, with `code`. */

@@ -5,7 +5,7 @@ import { ErrorCodes, MeshError, toMeshError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import { noteRelayedBytes } from '../util/buffer-reclaim.js';
-import { MAX_BATCH_BYTES, decodeBatch, encodeBatchParts, type Frame, type FrameChannel } from '../wire/index.js';
+import { MAX_BATCH_BYTES, dataFrame, decodeBatch, encodeBatchParts, goawayFrame, pingFrame, pongFrame, rekeyFrame, type Frame, type FrameChannel } from '../wire/index.js';
 import { CloseCodes, type TunnelConfig } from './config.js';
 import { closeWs, toBytes } from './message-socket.js';
 
@@ -225,8 +225,8 @@ export class Tunnel implements FrameChannel {
       }
       const room = BATCH_ROOM - size - 16;
       if (next.kind === 'data' && room >= MIN_SPLIT_BYTES && next.data.length > room) {
-        head = { kind: 'data', streamId: next.streamId, data: next.data.subarray(0, room) };
-        pending[count] = { kind: 'data', streamId: next.streamId, data: next.data.subarray(room) };
+        head = dataFrame(next.streamId, next.data.subarray(0, room));
+        pending[count] = dataFrame(next.streamId, next.data.subarray(room));
         this.#pendingBytes -= room;
       }
       break;
@@ -240,7 +240,7 @@ export class Tunnel implements FrameChannel {
     const isRekeyDue =
       this.#transport.sentBytesSinceRekey >= this.#config.rekeyAfterBytes ||
       this.#clock.monotonicMs() - this.#lastSendRekeyMs >= this.#config.rekeyAfterMs;
-    if (isRekeyDue) frames.push({ kind: 'rekey' });
+    if (isRekeyDue) frames.push(rekeyFrame());
     const sealed = this.#transport.sealParts(encodeBatchParts(frames));
     noteRelayedBytes(sealed.length);
     this.#ws.send(sealed, { binary: true }, () => this.#checkDrain());
@@ -286,7 +286,7 @@ export class Tunnel implements FrameChannel {
       if (!this.#isOpen) return;
       switch (frame.kind) {
         case 'ping':
-          this.send({ kind: 'pong', id: frame.id });
+          this.send(pongFrame(frame.id));
           break;
         case 'pong': {
           const user = this.#userPings.get(frame.id);
@@ -341,7 +341,7 @@ export class Tunnel implements FrameChannel {
     const id = Math.floor(this.#random.float() * 2 ** 48);
     this.#outstandingPing = { id, sentAtMs: this.#clock.monotonicMs() };
     try {
-      this.send({ kind: 'ping', id });
+      this.send(pingFrame(id));
     } catch {
       return;
     }
@@ -363,7 +363,7 @@ export class Tunnel implements FrameChannel {
         reject(new MeshError(ErrorCodes.PING_TIMEOUT, `no pong within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#userPings.set(id, { sentAtMs: this.#clock.monotonicMs(), resolve, reject, timer });
-      this.send({ kind: 'ping', id });
+      this.send(pingFrame(id));
     });
   }
 
@@ -372,14 +372,14 @@ export class Tunnel implements FrameChannel {
     if (!this.#isOpen || this.#outstandingPing) return;
     const id = Math.floor(this.#random.float() * 2 ** 48);
     this.#outstandingPing = { id, sentAtMs: this.#clock.monotonicMs() };
-    this.send({ kind: 'ping', id });
+    this.send(pingFrame(id));
   }
 
   /** Graceful: tells the peer, flushes, closes. */
   async close(code = 'shutdown', message = 'agent stopping'): Promise<void> {
     if (!this.#isOpen) return;
     try {
-      this.send({ kind: 'goaway', code, message });
+      this.send(goawayFrame(code, message));
       this.#flush(true);
     } catch {
       // closing anyway

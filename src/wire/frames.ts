@@ -25,9 +25,99 @@ export type Frame =
   | { kind: 'goaway'; code: string; message: string };
 
 export type StreamFrame = Extract<Frame, { streamId: number }>;
+export type OpenFrame = Extract<Frame, { kind: 'open' }>;
+export type AcceptFrame = Extract<Frame, { kind: 'accept' }>;
+export type DataFrame = Extract<Frame, { kind: 'data' }>;
+export type WindowFrame = Extract<Frame, { kind: 'window' }>;
+export type FinFrame = Extract<Frame, { kind: 'fin' }>;
+export type ResetFrame = Extract<Frame, { kind: 'reset' }>;
+export type PingFrame = Extract<Frame, { kind: 'ping' }>;
+export type PongFrame = Extract<Frame, { kind: 'pong' }>;
+export type GossipFrame = Extract<Frame, { kind: 'gossip' }>;
+export type RenewalFrame = Extract<Frame, { kind: 'renewal' }>;
+export type RekeyFrame = Extract<Frame, { kind: 'rekey' }>;
+export type GoawayFrame = Extract<Frame, { kind: 'goaway' }>;
+
+/**
+ * Every frame the agent makes (to send, or decoded) is built here, with the fields of every kind in
+ * one order, the ones its kind does not use left undefined, so that V8 gives all frames one hidden
+ * class. With one object literal per kind they had twelve. The data path's functions (batching,
+ * encoding, dispatch) were optimised for the kinds they had seen and thrown back to the interpreter
+ * ("wrong map") when another turned up, and that kept happening: V8 holds a hidden class only while
+ * an object uses it, so the class of a ping died in the full collections between two pings (10 s),
+ * each ping came with a new one and deoptimised about ten hot functions in each agent. Re-optimising
+ * them took CPU from the data path, and until then it ran interpreted.
+ */
+function makeFrame(
+  kind: Frame['kind'],
+  streamId: number | undefined,
+  data: Uint8Array | undefined,
+  service: string | undefined,
+  port: number | undefined,
+  window: number | undefined,
+  credit: number | undefined,
+  code: string | undefined,
+  message: string | undefined,
+  id: number | undefined,
+  records: NodeRecordWire[] | undefined,
+  revocations: Uint8Array | undefined,
+  cert: Uint8Array | undefined,
+): Frame {
+  return { kind, streamId, data, service, port, window, credit, code, message, id, records, revocations, cert } as unknown as Frame;
+}
+
+export function openFrame(streamId: number, service: string, port: number, window: number): OpenFrame {
+  return makeFrame('open', streamId, undefined, service, port, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as OpenFrame;
+}
+
+export function acceptFrame(streamId: number, window: number): AcceptFrame {
+  return makeFrame('accept', streamId, undefined, undefined, undefined, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as AcceptFrame;
+}
+
+export function dataFrame(streamId: number, data: Uint8Array): DataFrame {
+  return makeFrame('data', streamId, data, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as DataFrame;
+}
+
+export function windowFrame(streamId: number, credit: number): WindowFrame {
+  return makeFrame('window', streamId, undefined, undefined, undefined, undefined, credit, undefined, undefined, undefined, undefined, undefined, undefined) as WindowFrame;
+}
+
+export function finFrame(streamId: number): FinFrame {
+  return makeFrame('fin', streamId, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FinFrame;
+}
+
+export function resetFrame(streamId: number, code: string, message: string): ResetFrame {
+  return makeFrame('reset', streamId, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as ResetFrame;
+}
+
+export function pingFrame(id: number): PingFrame {
+  return makeFrame('ping', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as PingFrame;
+}
+
+export function pongFrame(id: number): PongFrame {
+  return makeFrame('pong', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as PongFrame;
+}
+
+/** records: signed node records; revocations: the sender's encoded SignedRevocationList, if any. */
+export function gossipFrame(records: NodeRecordWire[], revocations?: Uint8Array): GossipFrame {
+  return makeFrame('gossip', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, records, revocations, undefined) as GossipFrame;
+}
+
+export function renewalFrame(cert: Uint8Array): RenewalFrame {
+  return makeFrame('renewal', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, cert) as RenewalFrame;
+}
+
+export function rekeyFrame(): RekeyFrame {
+  return makeFrame('rekey', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as RekeyFrame;
+}
+
+export function goawayFrame(code: string, message: string): GoawayFrame {
+  return makeFrame('goaway', undefined, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as GoawayFrame;
+}
 
 export function isStreamFrame(frame: Frame): frame is StreamFrame {
-  return 'streamId' in frame;
+  // frames from makeFrame carry every field, so `'streamId' in frame` would be true for all of them
+  return (frame as { streamId?: number }).streamId !== undefined;
 }
 
 /** The object protobufjs encodes for a frame (tunnel-level frames are encoded through it). */
@@ -284,96 +374,93 @@ export function dataFrameOverhead(streamId: number): number {
 }
 
 /**
- * Validates one decoded Frame (protobufjs' object, or the same shape from the stream-frame decoder
- * below) and turns it into a Frame. The one place a frame's content rules live.
+ * Validates one Frame as protobufjs decodes it (tunnel-level frames, and the tests' reference) and
+ * turns it into a Frame; see frameFromBody.
  */
 export function frameFromProto(raw: Record<string, unknown>, index: number): Frame {
-  const what = `frame[${index}]`;
   const streamId = typeof raw['streamId'] === 'number' ? (raw['streamId'] as number) : 0;
   const body = raw['body'] as string | undefined;
+  return frameFromBody(streamId, body, body === undefined ? undefined : raw[body], index);
+}
+
+/**
+ * Validates one decoded frame, given as its stream id, the name of its oneof body and that body's
+ * value, and turns it into a Frame. The one place a frame's content rules live. Error texts name the
+ * frame by its index in the batch; they are built only when a frame is refused.
+ */
+function frameFromBody(streamId: number, body: string | undefined, value: unknown, index: number): Frame {
+  const what = (): string => `frame[${index}]`;
   const needStream = (): number => {
-    if (streamId === 0) throw malformed(what, `${body} frame needs a stream id, got 0`);
+    if (streamId === 0) throw malformed(what(), `${body} frame needs a stream id, got 0`);
     return streamId;
   };
   const needNoStream = (): void => {
-    if (streamId !== 0) throw malformed(what, `${body} frame is tunnel-level, got stream id ${streamId}`);
+    if (streamId !== 0) throw malformed(what(), `${body} frame is tunnel-level, got stream id ${streamId}`);
   };
   switch (body) {
     case 'open': {
-      const open = raw['open'] as Record<string, unknown>;
+      const open = value as Record<string, unknown>;
       const port = (open['port'] as number) ?? 0;
-      if (port < 1 || port > 65535) throw malformed(what, `open.port: expected 1..65535, got ${port}`);
-      const service = textField(open['service'], `${what}.open.service`, 253);
-      if (service.length === 0) throw malformed(what, 'open.service: empty');
-      return { kind: 'open', streamId: needStream(), service, port, window: (open['window'] as number) ?? 0 };
+      if (port < 1 || port > 65535) throw malformed(what(), `open.port: expected 1..65535, got ${port}`);
+      const service = textField(open['service'], `${what()}.open.service`, 253);
+      if (service.length === 0) throw malformed(what(), 'open.service: empty');
+      return openFrame(needStream(), service, port, (open['window'] as number) ?? 0);
     }
     case 'accept':
-      return { kind: 'accept', streamId: needStream(), window: ((raw['accept'] as Record<string, unknown>)['window'] as number) ?? 0 };
+      return acceptFrame(needStream(), ((value as Record<string, unknown>)['window'] as number) ?? 0);
     case 'data': {
-      const data = bytesField(raw['data'], `${what}.data`, undefined, MAX_DATA_FRAME);
-      return { kind: 'data', streamId: needStream(), data };
+      // the common case checked here, so that the error label is built only for a refused frame
+      const isFit = value instanceof Uint8Array && value.length <= MAX_DATA_FRAME;
+      const data = isFit ? value : bytesField(value, `${what()}.data`, undefined, MAX_DATA_FRAME);
+      return dataFrame(needStream(), data);
     }
     case 'windowUpdate': {
-      const credit = raw['windowUpdate'] as number;
-      if (credit === 0) throw malformed(what, 'window_update of 0 bytes');
-      return { kind: 'window', streamId: needStream(), credit };
+      const credit = value as number;
+      if (credit === 0) throw malformed(what(), 'window_update of 0 bytes');
+      return windowFrame(needStream(), credit);
     }
     case 'fin':
-      return { kind: 'fin', streamId: needStream() };
+      return finFrame(needStream());
     case 'reset': {
-      const reset = raw['reset'] as Record<string, unknown>;
-      return {
-        kind: 'reset',
-        streamId: needStream(),
-        code: textField(reset['code'], `${what}.reset.code`, 64),
-        message: textField(reset['message'], `${what}.reset.message`, MAX_TEXT_FIELD),
-      };
+      const reset = value as Record<string, unknown>;
+      return resetFrame(needStream(), textField(reset['code'], `${what()}.reset.code`, 64), textField(reset['message'], `${what()}.reset.message`, MAX_TEXT_FIELD));
     }
     case 'ping':
       needNoStream();
-      return { kind: 'ping', id: uint64ToNumber((raw['ping'] as Record<string, unknown>)['id'], `${what}.ping.id`) };
+      return pingFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${what()}.ping.id`));
     case 'pong':
       needNoStream();
-      return { kind: 'pong', id: uint64ToNumber((raw['pong'] as Record<string, unknown>)['id'], `${what}.pong.id`) };
+      return pongFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${what()}.pong.id`));
     case 'gossip': {
       needNoStream();
-      const records = ((raw['gossip'] as Record<string, unknown>)['records'] as Record<string, unknown>[]) ?? [];
+      const records = ((value as Record<string, unknown>)['records'] as Record<string, unknown>[]) ?? [];
       if (records.length > MAX_RECORDS_PER_GOSSIP) {
-        throw malformed(what, `gossip: ${records.length} records, at most ${MAX_RECORDS_PER_GOSSIP}`);
+        throw malformed(what(), `gossip: ${records.length} records, at most ${MAX_RECORDS_PER_GOSSIP}`);
       }
-      const gossip: Frame = {
-        kind: 'gossip',
-        records: records.map((r, i) => ({
-          body: bytesField(r['body'], `${what}.gossip.records[${i}].body`, undefined, 16384),
-          signature: bytesField(r['signature'], `${what}.gossip.records[${i}].signature`, 64),
-        })),
-      };
-      const revocations = (raw['gossip'] as Record<string, unknown>)['revocations'];
-      if (revocations instanceof Uint8Array && revocations.length > 0) {
-        gossip.revocations = bytesField(revocations, `${what}.gossip.revocations`, undefined, MAX_REVOCATION_LIST_BYTES + 128);
-      }
-      return gossip;
+      const checked = records.map((r, i) => ({
+        body: bytesField(r['body'], `${what()}.gossip.records[${i}].body`, undefined, 16384),
+        signature: bytesField(r['signature'], `${what()}.gossip.records[${i}].signature`, 64),
+      }));
+      const revocations = (value as Record<string, unknown>)['revocations'];
+      const hasRevocations = revocations instanceof Uint8Array && revocations.length > 0;
+      return gossipFrame(checked, hasRevocations ? bytesField(revocations, `${what()}.gossip.revocations`, undefined, MAX_REVOCATION_LIST_BYTES + 128) : undefined);
     }
     case 'renewal': {
       needNoStream();
-      const cert = bytesField((raw['renewal'] as Record<string, unknown>)['cert'], `${what}.renewal.cert`, undefined, 16384);
-      if (cert.length === 0) throw malformed(what, 'renewal without a certificate');
-      return { kind: 'renewal', cert };
+      const cert = bytesField((value as Record<string, unknown>)['cert'], `${what()}.renewal.cert`, undefined, 16384);
+      if (cert.length === 0) throw malformed(what(), 'renewal without a certificate');
+      return renewalFrame(cert);
     }
     case 'rekey':
       needNoStream();
-      return { kind: 'rekey' };
+      return rekeyFrame();
     case 'goAway': {
       needNoStream();
-      const goAway = raw['goAway'] as Record<string, unknown>;
-      return {
-        kind: 'goaway',
-        code: textField(goAway['code'], `${what}.go_away.code`, 64),
-        message: textField(goAway['message'], `${what}.go_away.message`, MAX_TEXT_FIELD),
-      };
+      const goAway = value as Record<string, unknown>;
+      return goawayFrame(textField(goAway['code'], `${what()}.go_away.code`, 64), textField(goAway['message'], `${what()}.go_away.message`, MAX_TEXT_FIELD));
     }
     default:
-      throw malformed(what, 'no known body (empty frame or a newer protocol)');
+      throw malformed(what(), 'no known body (empty frame or a newer protocol)');
   }
 }
 
@@ -418,12 +505,21 @@ const OPEN_FIELDS = [undefined, 'service', 'port', 'window'] as const;
 const ACCEPT_FIELDS = [undefined, 'window'] as const;
 const RESET_FIELDS = [undefined, 'code', 'message'] as const;
 
+/** A stream frame as read off the wire, before frameFromBody checks it. */
+interface RawStreamFrame {
+  streamId: number;
+  /** The oneof body that came last (the protobuf rules say it wins), as protobufjs names it. */
+  body: string | undefined;
+  value: unknown;
+}
+
 /**
- * Reads the Frame between reader.pos and `end` into the object protobufjs would give for it (with
- * `body` naming the oneof field that came last, as the protobuf rules say), or returns undefined
- * when that last body field is a tunnel-level one, which protobufjs decodes instead.
+ * Reads the Frame between reader.pos and `end` into `out`, as protobufjs would read it, and returns
+ * true; returns false when the last body field is a tunnel-level one, which protobufjs decodes
+ * instead. `out` is one object for the whole batch, not a new object with a property named after
+ * each body, which gave every kind of frame its own hidden class.
  */
-function readStreamFrame(reader: ProtoReader, end: number): Record<string, unknown> | undefined {
+function readStreamFrame(reader: ProtoReader, end: number, out: RawStreamFrame): boolean {
   const outerEnd = reader.end;
   reader.end = end;
   let streamId = 0;
@@ -483,10 +579,11 @@ function readStreamFrame(reader: ProtoReader, end: number): Record<string, unkno
     isTunnelLevel = false;
   }
   reader.end = outerEnd;
-  if (isTunnelLevel) return undefined;
-  const raw: Record<string, unknown> = { streamId, body };
-  if (body !== undefined) raw[body] = value;
-  return raw;
+  if (isTunnelLevel) return false;
+  out.streamId = streamId;
+  out.body = body;
+  out.value = value;
+  return true;
 }
 
 /**
@@ -505,6 +602,7 @@ export function decodeBatch(bytes: Uint8Array): Frame[] {
   }
   const frames: Frame[] = [];
   const reader = new ProtoReader(bytes, 'batch', 'frame');
+  const raw: RawStreamFrame = { streamId: 0, body: undefined, value: undefined };
   while (!reader.isDone) {
     const key = reader.key();
     if (key >>> 3 !== TAG_BATCH_FRAMES >>> 3) {
@@ -516,10 +614,13 @@ export function decodeBatch(bytes: Uint8Array): Frame[] {
     const end = reader.lengthEnd();
     const start = reader.pos;
     reader.item = frames.length;
-    const raw = readStreamFrame(reader, end) ?? decodeOrThrow(WireTypes.Frame, bytes.subarray(start, end), `frame[${frames.length}]`);
+    const isStreamLevel = readStreamFrame(reader, end, raw);
+    const frame = isStreamLevel
+      ? frameFromBody(raw.streamId, raw.body, raw.value, frames.length)
+      : frameFromProto(decodeOrThrow(WireTypes.Frame, bytes.subarray(start, end), `frame[${frames.length}]`), frames.length);
     reader.item = -1;
     reader.pos = end;
-    frames.push(frameFromProto(raw, frames.length));
+    frames.push(frame);
   }
   if (frames.length === 0) throw malformed('batch', 'no frames');
   return frames;

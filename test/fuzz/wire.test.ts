@@ -23,6 +23,7 @@ import {
   encodeRecordBody,
   encodeSigned,
   encodeTokenBody,
+  isStreamFrame,
   type Frame,
 } from '../../src/wire/index.js';
 import { TEN_GIB, corpus, expectCheapRejection, fuzzDecoder, mutatedFrom, varint } from './harness.js';
@@ -123,7 +124,10 @@ function checkedBatch(input: Uint8Array): Frame[] {
   const frames = decodeBatch(input);
   if (frames.length < 1 || frames.length > MAX_FRAMES_PER_BATCH) throw new Error(`decodeBatch returned ${frames.length} frames`);
   for (const f of frames) {
-    if ('streamId' in f && (!Number.isInteger(f.streamId) || f.streamId < 1 || f.streamId > 0xffff_ffff)) throw new Error(`stream id ${f.streamId}`);
+    // every frame carries every field (one hidden class), so the stream id is there or undefined
+    const isStreamKind = ['open', 'accept', 'data', 'window', 'fin', 'reset'].includes(f.kind);
+    if (isStreamFrame(f) !== isStreamKind) throw new Error(`${f.kind} frame with stream id ${(f as { streamId?: number }).streamId}`);
+    if (isStreamFrame(f) && (!Number.isInteger(f.streamId) || f.streamId < 1 || f.streamId > 0xffff_ffff)) throw new Error(`stream id ${f.streamId}`);
     if (f.kind === 'data' && f.data.length > MAX_DATA_FRAME) throw new Error(`data frame of ${f.data.length} bytes`);
     if (f.kind === 'open' && (f.port < 1 || f.port > 65535 || f.service.length === 0)) throw new Error(`open ${f.service}:${f.port}`);
     if ((f.kind === 'ping' || f.kind === 'pong') && !Number.isSafeInteger(f.id)) throw new Error(`ping id ${f.id}`);
