@@ -85,6 +85,18 @@ export class MuxSession {
   #closePromise: Promise<void> | undefined;
   #resolveClose: (() => void) | undefined;
   #closeTimer: TimerHandle | undefined;
+  // What every stream of this session calls back, made once: with new closures per stream, each
+  // new connection met the data path's optimised code with a call target it had not seen ("wrong
+  // call target") and threw it back to the interpreter.
+  readonly #sendFrame = (frame: StreamFrame): void => this.#send(frame);
+  readonly #isCongested = (): boolean => this.#isTunnelCongested();
+  readonly #deferReads = (stream: MuxStream): void => this.#deferSocketReads(stream);
+  readonly #reserveWindow = (extraBytes: number): boolean => {
+    if (this.#recvWindowBytes + extraBytes > this.config.sessionMaxBufferedBytes) return false;
+    this.#recvWindowBytes += extraBytes;
+    return true;
+  };
+  readonly #onStreamClosed = (stream: MuxStream): void => this.#remove(stream);
 
   constructor(init: MuxSessionInit) {
     this.config = resolveMuxConfig(init.config);
@@ -336,15 +348,11 @@ export class MuxSession {
       // connections per second, for lines that are mostly never written
       logger: this.#log,
       peerWindowBytes,
-      sendFrame: (frame) => this.#send(frame),
-      isTunnelCongested: () => this.#isTunnelCongested(),
-      deferSocketReads: (s) => this.#deferSocketReads(s),
-      reserveWindowBytes: (extra) => {
-        if (this.#recvWindowBytes + extra > this.config.sessionMaxBufferedBytes) return false;
-        this.#recvWindowBytes += extra;
-        return true;
-      },
-      onClose: (s) => this.#remove(s),
+      sendFrame: this.#sendFrame,
+      isTunnelCongested: this.#isCongested,
+      deferSocketReads: this.#deferReads,
+      reserveWindowBytes: this.#reserveWindow,
+      onClose: this.#onStreamClosed,
     });
     this.#streams.set(id, stream);
     this.#recvWindowBytes += stream.recvWindowBytes;

@@ -492,7 +492,7 @@ export class MuxStream extends Duplex {
     if (this.destroyed || this.#isFinReceived || !this.#recv.isOpen) return;
     const unread = this.#socket === undefined ? this.readableLength : this.readableLength + this.#socket.writableLength;
     this.#recv.setConsumed(this.#pushedBytes - unread);
-    const credit = this.#recv.takeUpdate((extra) => this.#init.reserveWindowBytes(extra));
+    const credit = this.#recv.takeUpdate(this.#init.reserveWindowBytes);
     if (credit > 0) {
       if (this.#isTracing) this.#log.trace({ streamId: this.id, service: this.service, credit, windowBytes: this.#recv.windowBytes }, 'credit granted');
       this.#init.sendFrame(windowFrame(this.id, credit));

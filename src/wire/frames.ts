@@ -383,84 +383,89 @@ export function frameFromProto(raw: Record<string, unknown>, index: number): Fra
   return frameFromBody(streamId, body, body === undefined ? undefined : raw[body], index);
 }
 
+function frameLabel(index: number): string {
+  return `frame[${index}]`;
+}
+
+function streamIdOf(streamId: number, body: string | undefined, index: number): number {
+  if (streamId === 0) throw malformed(frameLabel(index), `${body} frame needs a stream id, got 0`);
+  return streamId;
+}
+
+function noStreamId(streamId: number, body: string | undefined, index: number): void {
+  if (streamId !== 0) throw malformed(frameLabel(index), `${body} frame is tunnel-level, got stream id ${streamId}`);
+}
+
 /**
  * Validates one decoded frame, given as its stream id, the name of its oneof body and that body's
  * value, and turns it into a Frame. The one place a frame's content rules live. Error texts name the
  * frame by its index in the batch; they are built only when a frame is refused.
  */
 function frameFromBody(streamId: number, body: string | undefined, value: unknown, index: number): Frame {
-  const what = (): string => `frame[${index}]`;
-  const needStream = (): number => {
-    if (streamId === 0) throw malformed(what(), `${body} frame needs a stream id, got 0`);
-    return streamId;
-  };
-  const needNoStream = (): void => {
-    if (streamId !== 0) throw malformed(what(), `${body} frame is tunnel-level, got stream id ${streamId}`);
-  };
   switch (body) {
     case 'open': {
       const open = value as Record<string, unknown>;
       const port = (open['port'] as number) ?? 0;
-      if (port < 1 || port > 65535) throw malformed(what(), `open.port: expected 1..65535, got ${port}`);
-      const service = textField(open['service'], `${what()}.open.service`, 253);
-      if (service.length === 0) throw malformed(what(), 'open.service: empty');
-      return openFrame(needStream(), service, port, (open['window'] as number) ?? 0);
+      if (port < 1 || port > 65535) throw malformed(frameLabel(index), `open.port: expected 1..65535, got ${port}`);
+      const service = textField(open['service'], `${frameLabel(index)}.open.service`, 253);
+      if (service.length === 0) throw malformed(frameLabel(index), 'open.service: empty');
+      return openFrame(streamIdOf(streamId, body, index), service, port, (open['window'] as number) ?? 0);
     }
     case 'accept':
-      return acceptFrame(needStream(), ((value as Record<string, unknown>)['window'] as number) ?? 0);
+      return acceptFrame(streamIdOf(streamId, body, index), ((value as Record<string, unknown>)['window'] as number) ?? 0);
     case 'data': {
       // the common case checked here, so that the error label is built only for a refused frame
       const isFit = value instanceof Uint8Array && value.length <= MAX_DATA_FRAME;
-      const data = isFit ? value : bytesField(value, `${what()}.data`, undefined, MAX_DATA_FRAME);
-      return dataFrame(needStream(), data);
+      const data = isFit ? value : bytesField(value, `${frameLabel(index)}.data`, undefined, MAX_DATA_FRAME);
+      return dataFrame(streamIdOf(streamId, body, index), data);
     }
     case 'windowUpdate': {
       const credit = value as number;
-      if (credit === 0) throw malformed(what(), 'window_update of 0 bytes');
-      return windowFrame(needStream(), credit);
+      if (credit === 0) throw malformed(frameLabel(index), 'window_update of 0 bytes');
+      return windowFrame(streamIdOf(streamId, body, index), credit);
     }
     case 'fin':
-      return finFrame(needStream());
+      return finFrame(streamIdOf(streamId, body, index));
     case 'reset': {
       const reset = value as Record<string, unknown>;
-      return resetFrame(needStream(), textField(reset['code'], `${what()}.reset.code`, 64), textField(reset['message'], `${what()}.reset.message`, MAX_TEXT_FIELD));
+      return resetFrame(streamIdOf(streamId, body, index), textField(reset['code'], `${frameLabel(index)}.reset.code`, 64), textField(reset['message'], `${frameLabel(index)}.reset.message`, MAX_TEXT_FIELD));
     }
     case 'ping':
-      needNoStream();
-      return pingFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${what()}.ping.id`));
+      noStreamId(streamId, body, index);
+      return pingFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${frameLabel(index)}.ping.id`));
     case 'pong':
-      needNoStream();
-      return pongFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${what()}.pong.id`));
+      noStreamId(streamId, body, index);
+      return pongFrame(uint64ToNumber((value as Record<string, unknown>)['id'], `${frameLabel(index)}.pong.id`));
     case 'gossip': {
-      needNoStream();
+      noStreamId(streamId, body, index);
       const records = ((value as Record<string, unknown>)['records'] as Record<string, unknown>[]) ?? [];
       if (records.length > MAX_RECORDS_PER_GOSSIP) {
-        throw malformed(what(), `gossip: ${records.length} records, at most ${MAX_RECORDS_PER_GOSSIP}`);
+        throw malformed(frameLabel(index), `gossip: ${records.length} records, at most ${MAX_RECORDS_PER_GOSSIP}`);
       }
       const checked = records.map((r, i) => ({
-        body: bytesField(r['body'], `${what()}.gossip.records[${i}].body`, undefined, 16384),
-        signature: bytesField(r['signature'], `${what()}.gossip.records[${i}].signature`, 64),
+        body: bytesField(r['body'], `${frameLabel(index)}.gossip.records[${i}].body`, undefined, 16384),
+        signature: bytesField(r['signature'], `${frameLabel(index)}.gossip.records[${i}].signature`, 64),
       }));
       const revocations = (value as Record<string, unknown>)['revocations'];
       const hasRevocations = revocations instanceof Uint8Array && revocations.length > 0;
-      return gossipFrame(checked, hasRevocations ? bytesField(revocations, `${what()}.gossip.revocations`, undefined, MAX_REVOCATION_LIST_BYTES + 128) : undefined);
+      return gossipFrame(checked, hasRevocations ? bytesField(revocations, `${frameLabel(index)}.gossip.revocations`, undefined, MAX_REVOCATION_LIST_BYTES + 128) : undefined);
     }
     case 'renewal': {
-      needNoStream();
-      const cert = bytesField((value as Record<string, unknown>)['cert'], `${what()}.renewal.cert`, undefined, 16384);
-      if (cert.length === 0) throw malformed(what(), 'renewal without a certificate');
+      noStreamId(streamId, body, index);
+      const cert = bytesField((value as Record<string, unknown>)['cert'], `${frameLabel(index)}.renewal.cert`, undefined, 16384);
+      if (cert.length === 0) throw malformed(frameLabel(index), 'renewal without a certificate');
       return renewalFrame(cert);
     }
     case 'rekey':
-      needNoStream();
+      noStreamId(streamId, body, index);
       return rekeyFrame();
     case 'goAway': {
-      needNoStream();
+      noStreamId(streamId, body, index);
       const goAway = value as Record<string, unknown>;
-      return goawayFrame(textField(goAway['code'], `${what()}.go_away.code`, 64), textField(goAway['message'], `${what()}.go_away.message`, MAX_TEXT_FIELD));
+      return goawayFrame(textField(goAway['code'], `${frameLabel(index)}.go_away.code`, 64), textField(goAway['message'], `${frameLabel(index)}.go_away.message`, MAX_TEXT_FIELD));
     }
     default:
-      throw malformed(what(), 'no known body (empty frame or a newer protocol)');
+      throw malformed(frameLabel(index), 'no known body (empty frame or a newer protocol)');
   }
 }
 
