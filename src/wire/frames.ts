@@ -25,18 +25,8 @@ export type Frame =
   | { kind: 'goaway'; code: string; message: string };
 
 export type StreamFrame = Extract<Frame, { streamId: number }>;
-export type OpenFrame = Extract<Frame, { kind: 'open' }>;
-export type AcceptFrame = Extract<Frame, { kind: 'accept' }>;
-export type DataFrame = Extract<Frame, { kind: 'data' }>;
-export type WindowFrame = Extract<Frame, { kind: 'window' }>;
-export type FinFrame = Extract<Frame, { kind: 'fin' }>;
-export type ResetFrame = Extract<Frame, { kind: 'reset' }>;
-export type PingFrame = Extract<Frame, { kind: 'ping' }>;
-export type PongFrame = Extract<Frame, { kind: 'pong' }>;
-export type GossipFrame = Extract<Frame, { kind: 'gossip' }>;
-export type RenewalFrame = Extract<Frame, { kind: 'renewal' }>;
-export type RekeyFrame = Extract<Frame, { kind: 'rekey' }>;
-export type GoawayFrame = Extract<Frame, { kind: 'goaway' }>;
+/** The Frame of one kind. */
+export type FrameOf<K extends Frame['kind']> = Extract<Frame, { kind: K }>;
 
 /**
  * Every frame the agent makes (to send, or decoded) is built here, with the fields of every kind in
@@ -66,53 +56,53 @@ function makeFrame(
   return { kind, streamId, data, service, port, window, credit, code, message, id, records, revocations, cert } as unknown as Frame;
 }
 
-export function openFrame(streamId: number, service: string, port: number, window: number): OpenFrame {
-  return makeFrame('open', streamId, undefined, service, port, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as OpenFrame;
+export function openFrame(streamId: number, service: string, port: number, window: number): FrameOf<'open'> {
+  return makeFrame('open', streamId, undefined, service, port, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'open'>;
 }
 
-export function acceptFrame(streamId: number, window: number): AcceptFrame {
-  return makeFrame('accept', streamId, undefined, undefined, undefined, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as AcceptFrame;
+export function acceptFrame(streamId: number, window: number): FrameOf<'accept'> {
+  return makeFrame('accept', streamId, undefined, undefined, undefined, window, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'accept'>;
 }
 
-export function dataFrame(streamId: number, data: Uint8Array): DataFrame {
-  return makeFrame('data', streamId, data, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as DataFrame;
+export function dataFrame(streamId: number, data: Uint8Array): FrameOf<'data'> {
+  return makeFrame('data', streamId, data, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'data'>;
 }
 
-export function windowFrame(streamId: number, credit: number): WindowFrame {
-  return makeFrame('window', streamId, undefined, undefined, undefined, undefined, credit, undefined, undefined, undefined, undefined, undefined, undefined) as WindowFrame;
+export function windowFrame(streamId: number, credit: number): FrameOf<'window'> {
+  return makeFrame('window', streamId, undefined, undefined, undefined, undefined, credit, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'window'>;
 }
 
-export function finFrame(streamId: number): FinFrame {
-  return makeFrame('fin', streamId, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FinFrame;
+export function finFrame(streamId: number): FrameOf<'fin'> {
+  return makeFrame('fin', streamId, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'fin'>;
 }
 
-export function resetFrame(streamId: number, code: string, message: string): ResetFrame {
-  return makeFrame('reset', streamId, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as ResetFrame;
+export function resetFrame(streamId: number, code: string, message: string): FrameOf<'reset'> {
+  return makeFrame('reset', streamId, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as FrameOf<'reset'>;
 }
 
-export function pingFrame(id: number): PingFrame {
-  return makeFrame('ping', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as PingFrame;
+export function pingFrame(id: number): FrameOf<'ping'> {
+  return makeFrame('ping', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as FrameOf<'ping'>;
 }
 
-export function pongFrame(id: number): PongFrame {
-  return makeFrame('pong', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as PongFrame;
+export function pongFrame(id: number): FrameOf<'pong'> {
+  return makeFrame('pong', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, id, undefined, undefined, undefined) as FrameOf<'pong'>;
 }
 
 /** records: signed node records; revocations: the sender's encoded SignedRevocationList, if any. */
-export function gossipFrame(records: NodeRecordWire[], revocations?: Uint8Array): GossipFrame {
-  return makeFrame('gossip', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, records, revocations, undefined) as GossipFrame;
+export function gossipFrame(records: NodeRecordWire[], revocations?: Uint8Array): FrameOf<'gossip'> {
+  return makeFrame('gossip', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, records, revocations, undefined) as FrameOf<'gossip'>;
 }
 
-export function renewalFrame(cert: Uint8Array): RenewalFrame {
-  return makeFrame('renewal', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, cert) as RenewalFrame;
+export function renewalFrame(cert: Uint8Array): FrameOf<'renewal'> {
+  return makeFrame('renewal', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, cert) as FrameOf<'renewal'>;
 }
 
-export function rekeyFrame(): RekeyFrame {
-  return makeFrame('rekey', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as RekeyFrame;
+export function rekeyFrame(): FrameOf<'rekey'> {
+  return makeFrame('rekey', undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as FrameOf<'rekey'>;
 }
 
-export function goawayFrame(code: string, message: string): GoawayFrame {
-  return makeFrame('goaway', undefined, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as GoawayFrame;
+export function goawayFrame(code: string, message: string): FrameOf<'goaway'> {
+  return makeFrame('goaway', undefined, undefined, undefined, undefined, undefined, undefined, code, message, undefined, undefined, undefined, undefined) as FrameOf<'goaway'>;
 }
 
 export function isStreamFrame(frame: Frame): frame is StreamFrame {
@@ -216,7 +206,7 @@ function isControlFrame(frame: Frame): frame is ControlFrame {
   return frame.kind === 'open' || frame.kind === 'accept' || frame.kind === 'window' || frame.kind === 'fin' || frame.kind === 'reset';
 }
 
-function isDataFastPath(frame: Frame): frame is Extract<Frame, { kind: 'data' }> {
+function isDataFastPath(frame: Frame): frame is FrameOf<'data'> {
   return frame.kind === 'data' && frame.streamId > 0 && frame.data.length > 0;
 }
 
