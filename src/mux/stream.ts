@@ -37,8 +37,11 @@ export interface MuxStreamInit {
    * next turn of the event loop, in the order of these calls.
    */
   deferSocketReads(stream: MuxStream): void;
-  /** Asks the session for `extraBytes` more receive window; false when its total cap would pass. */
-  reserveWindowBytes(extraBytes: number): boolean;
+  /**
+   * Asks the session for `extraBytes` more receive window; false when its total cap would pass.
+   * Called unbound (passed on to the receive window as it is).
+   */
+  reserveWindowBytes: (extraBytes: number) => boolean;
   /** Called once when the stream is finished or destroyed; the session forgets it. */
   onClose(stream: MuxStream): void;
 }
