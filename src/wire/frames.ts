@@ -612,7 +612,7 @@ export function decodeBatch(bytes: Uint8Array): Frame[] {
     const isStreamLevel = readStreamFrame(reader, end, raw);
     const frame = isStreamLevel
       ? frameFromBody(raw.streamId, raw.body, raw.value, frames.length)
-      : frameFromProto(decodeOrThrow(WireTypes.Frame, bytes.subarray(start, end), `frame[${frames.length}]`), frames.length);
+      : frameFromProto(decodeOrThrow(WireTypes.Frame, bytes.subarray(start, end), frameLabel(frames.length)), frames.length);
     reader.item = -1;
     reader.pos = end;
     frames.push(frame);
