@@ -9,6 +9,7 @@ import {
   SETTLE_HEAP_GROWTH_BYTES,
   SETTLE_RSS_GROWTH_BYTES,
   QUIET_LOOP_UTILIZATION,
+  BUSY_SPELL_LOOP_UTILIZATION,
 } from '../../../src/util/buffer-reclaim.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -50,12 +51,39 @@ describe('buffer reclaim', () => {
     expect(calls).toBe(0);
   });
 
-  it('uses 4 MiB, 1 s, 8 MiB and 16 MiB by default', () => {
+  it('uses 4 MiB, 1 s, 8 MiB, 16 MiB, 5 % and 20 % by default', () => {
     expect(RECLAIM_EVERY_BYTES).toBe(4 * 1024 * 1024);
     expect(SETTLE_AFTER_QUIET_MS).toBe(1000);
     expect(SETTLE_HEAP_GROWTH_BYTES).toBe(8 * 1024 * 1024);
     expect(SETTLE_RSS_GROWTH_BYTES).toBe(16 * 1024 * 1024);
     expect(QUIET_LOOP_UTILIZATION).toBe(0.05);
+    expect(BUSY_SPELL_LOOP_UTILIZATION).toBe(0.2);
+  });
+
+  it('settles once the loop goes quiet after a busy spell, with nothing relayed and nothing grown', async () => {
+    let major = 0;
+    let busy = 0;
+    enableBufferReclaim({ collect: () => undefined, settle: () => major++, quietMs: 30, heapBytes: () => 20e6, rssBytes: () => 60e6, loopBusy: () => busy });
+    // light traffic: busy, but below a spell, then quiet
+    busy = BUSY_SPELL_LOOP_UTILIZATION - 0.01;
+    await sleep(120);
+    busy = 0;
+    await sleep(120);
+    expect(major).toBe(0);
+    // a busy spell: nothing while it lasts, one settle once quiet
+    busy = BUSY_SPELL_LOOP_UTILIZATION;
+    await sleep(120);
+    expect(major).toBe(0);
+    busy = 0;
+    await sleep(120);
+    expect(major).toBe(1);
+    await sleep(120);
+    expect(major).toBe(1); // once per spell
+    busy = 0.9;
+    await sleep(120);
+    busy = 0;
+    await sleep(120);
+    expect(major).toBe(2);
   });
 
   it('settles once the loop goes quiet after a collect, not while it is busy, and not without a collect', async () => {
