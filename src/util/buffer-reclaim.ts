@@ -100,7 +100,7 @@ function loadCollect(type: 'minor' | 'major'): Collect | null {
     // old generation of a test heap went from 125 MB to 4 MB, against 31 MB with {type: 'major'}).
     // Twice: what the first one frees lets go of more (sockets' handles and their buffers are
     // released by callbacks after it), which only a second one collects. After round trips and new
-    // connections, agents settled with two idled at 63-66 MB, with one at 73.
+    // connections on loopback, 4 agents settled with two idled at 64-68 MB, 4 with one at 64-71.
     if (type === 'major') {
       const fullGc = gc as () => void;
       return () => {
