@@ -389,7 +389,8 @@ function noStreamId(streamId: number, body: string | undefined, index: number): 
 /**
  * Validates one decoded frame, given as its stream id, the name of its oneof body and that body's
  * value, and turns it into a Frame. The one place a frame's content rules live. Error texts name the
- * frame by its index in the batch; they are built only when a frame is refused.
+ * frame by its index in the batch. A data frame's label is built only when it is refused; the other
+ * kinds build the labels they pass to textField/bytesField for every frame (one each, not per byte).
  */
 function frameFromBody(streamId: number, body: string | undefined, value: unknown, index: number): Frame {
   switch (body) {
