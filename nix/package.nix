@@ -21,11 +21,12 @@ let
   root = ../.;
   packageJson = lib.importJSON (root + "/package.json");
 
-  # What `npm run build` (tsc over src/, and native/build.mjs compiling the malloc_trim helper with
-  # stdenv's cc) and the installed package (package.json "files") need. An allow-list, so tests,
-  # docs, benchmarks and nix/ itself never change the source hash.
+  # What `npm run build` (tsc over src/, rolldown.config.mjs bundling the entry point into one file,
+  # and native/build.mjs compiling the malloc_trim helper with stdenv's cc) and the installed
+  # package (package.json "files") need. An allow-list, so tests, docs, benchmarks and nix/ itself
+  # never change the source hash (test/nix/package.test.ts checks it against the build script).
   # lib.cleanSourceWith rather than lib.fileset: fileset needs builtins Nix 2.8 lacks.
-  topLevel = [ "package.json" "package-lock.json" "tsconfig.json" "README.md" "LICENSE" "src" "proto" "native" ];
+  topLevel = [ "package.json" "package-lock.json" "tsconfig.json" "rolldown.config.mjs" "README.md" "LICENSE" "src" "proto" "native" ];
   src = lib.cleanSourceWith {
     name = "osmoda-mesh-source";
     src = root;
@@ -68,8 +69,9 @@ buildNpmPackage {
     packageLock = packageLock // { packages = lib.mapAttrs withResolved packageLock.packages; };
   };
   npmConfigHook = importNpmLock.npmConfigHook;
-  # `tsc` into dist/ and the helper into dist/native/; the bin osmoda-mesh is dist/src/main.js
-  # (package.json "bin"). proto/mesh.proto is installed beside dist/ ("files"), where
+  # `tsc` into dist/, rolldown bundles dist/src/main.js (rolldown's prebuilt binary comes from the
+  # lockfile, @rolldown/binding-linux-*), and the helper goes into dist/native/; the bin
+  # osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto is installed beside dist/ ("files"), where
   # src/wire/schema.ts finds it from the package root.
   npmBuildScript = "build";
 

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -86,5 +87,30 @@ describe('agent start-up refusals', () => {
     expect(r.stderr).toMatch(/EADDRINUSE|in use/);
     const leftovers = readdirSync(join(dir, 'busy')).filter((f) => f.endsWith('.tmp'));
     expect(leftovers).toEqual([]);
+  });
+});
+
+/**
+ * What `osmoda-mesh` runs is one file (rolldown.config.mjs): every module of ours and every
+ * JavaScript dependency inside it, only Node's own modules and the native addons loaded at run
+ * time. An import that escaped the bundle would load as separate modules again and bring back the
+ * 4-7 MB that bundling saves a fresh agent (README, Benchmarks).
+ */
+describe('the entry point is one bundle', () => {
+  const EXTERNAL_ADDONS = ['sodium-native', 'bufferutil', 'utf-8-validate'];
+
+  it('imports and requires only Node built-ins and the native addons', () => {
+    const code = readFileSync(MAIN, 'utf8');
+    expect(code.split('\n')[0]).toBe('#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=1');
+    const imported = [...code.matchAll(/^import\b[^;]*?from\s*"([^"]+)"/gm)].map((m) => m[1]!);
+    // require("x") in the bundled CommonJS dependencies, createRequire(import.meta.url)("x") in ours
+    const required = [...code.matchAll(/(?:\brequire|createRequire\(import\.meta\.url\))\("([^"]+)"\)/g)].map((m) => m[1]!);
+    const dynamic = [...code.matchAll(/\bimport\(\s*["'`]([^"'`]+)/g)].map((m) => m[1]!);
+    // the bundle does reach them: the patterns above still match what rolldown writes
+    expect(imported).toContain('node:net');
+    expect(required).toContain('sodium-native');
+    expect(imported.filter((m) => !m.startsWith('node:'))).toEqual([]);
+    expect(required.filter((m) => !isBuiltin(m) && !EXTERNAL_ADDONS.includes(m))).toEqual([]);
+    expect(dynamic.filter((m) => !isBuiltin(m))).toEqual([]);
   });
 });

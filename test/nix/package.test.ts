@@ -26,6 +26,24 @@ describe.skipIf(!nixGate('nix parse checks', 'parse'))('Nix files parse', () => 
 });
 
 /**
+ * package.nix builds from an allow-list of top-level paths (topLevel), so a file the build script
+ * reads but the list misses breaks the Nix build, which this machine cannot run: read both and
+ * compare. Plain text, so it runs everywhere, Nix or not.
+ */
+describe('nix/package.nix source allow-list', () => {
+  it('holds every file `npm run build` reads', () => {
+    const nix = readFileSync(join(REPO_ROOT, 'nix/package.nix'), 'utf8');
+    const list = /topLevel = \[([^\]]*)\]/.exec(nix)?.[1];
+    expect(list, 'topLevel = [ ... ] in nix/package.nix').toBeDefined();
+    const topLevel = [...list!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+    const build = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['build']!;
+    const inputs = [...build.matchAll(/[\w./-]+\.(?:mjs|json)\b/g)].map((m) => m[0]);
+    expect(inputs).toEqual(expect.arrayContaining(['tsconfig.json', 'rolldown.config.mjs', 'native/build.mjs']));
+    for (const input of ['package.json', 'package-lock.json', 'src', 'proto', ...inputs]) expect(topLevel, input).toContain(input.split('/')[0]);
+  });
+});
+
+/**
  * A recording importNpmLock (the shared fake one cannot be called): its store name says whether
  * it got this repository's source as npmRoot and a lockfile with a registry URL for every package
  * (importNpmLock fetches each package from its `resolved` URL).
