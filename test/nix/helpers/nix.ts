@@ -70,8 +70,16 @@ export function nixGate(suite: string, needs: 'parse' | 'eval'): boolean {
   return true;
 }
 
+/**
+ * As root, Nix 2.8 opens its store with `build-users-group = nixbld` and prints a warning on every
+ * call when that group does not exist; nix-bin alone does not create it (a multi-user install
+ * does), and the checks here expect an empty stderr. Nothing here builds, so no build users.
+ */
+const NO_BUILD_USERS = 'build-users-group =';
+
 function nixEnv(): NodeJS.ProcessEnv {
-  return 'path' in nixpkgsLib ? { ...process.env, NIXPKGS_LIB: nixpkgsLib.path } : process.env;
+  const env = { ...process.env, NIX_CONFIG: [process.env.NIX_CONFIG, NO_BUILD_USERS].filter(Boolean).join('\n') };
+  return 'path' in nixpkgsLib ? { ...env, NIXPKGS_LIB: nixpkgsLib.path } : env;
 }
 
 export function nixInstantiate(args: readonly string[]): RunResult {

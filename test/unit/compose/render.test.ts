@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { nixGate, nixInstantiate } from '../../nix/helpers/nix.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,30 +72,15 @@ describe('renderJson: the agent config accepts it (validateConfig)', () => {
 });
 
 // nix-instantiate is installed in CI (nix-bin); elsewhere this suite is skipped, loudly, never passed.
-const NIX = 'nix-instantiate';
-const hasNix = spawnSync(NIX, ['--version'], { encoding: 'utf8' }).status === 0;
-const STORE_ARGS = process.getuid?.() === 0 ? [] : ['--store', 'dummy://'];
-
-describe('renderNix output is valid Nix that means the same as the JSON (nix-instantiate)', () => {
-  if (!hasNix) {
-    console.error(`!!!!! NIX PARSE CHECKS NOT RUN (compose render): ${NIX} not found (apt-get install nix-bin)${process.env.CI === 'true' ? ' — failing because CI=true' : ' — skipped, not passed'}`);
-    if (process.env.CI === 'true') {
-      it('nix-instantiate is installed (CI=true)', () => {
-        throw new Error(`${NIX} not found; .ci/run installs nix-bin`);
-      });
-    } else {
-      it.skip('nix-instantiate not found', () => undefined);
-    }
-    return;
-  }
+describe.skipIf(!nixGate('compose render', 'parse'))('renderNix output is valid Nix that means the same as the JSON (nix-instantiate)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'compose-nix-'));
   it.each(nodes)('%s', (_, file, node) => {
     const path = join(dir, `${file}-${node.node}.nix`);
     writeFileSync(path, renderNix(node, file));
-    const parsed = spawnSync(NIX, [...STORE_ARGS, '--parse', path], { encoding: 'utf8' });
+    const parsed = nixInstantiate(['--parse', path]);
     expect(parsed.stderr).toBe('');
-    expect(parsed.status).toBe(0);
-    const evaluated = spawnSync(NIX, [...STORE_ARGS, '--eval', '--strict', '--json', '-E', `(import ${path}).services.osmoda-mesh`], { encoding: 'utf8' });
+    expect(parsed.code).toBe(0);
+    const evaluated = nixInstantiate(['--eval', '--strict', '--json', '-E', `(import ${path}).services.osmoda-mesh`]);
     expect(evaluated.stderr).toBe('');
     expect(JSON.parse(evaluated.stdout)).toEqual(renderJson(node));
   });
