@@ -94,7 +94,7 @@ describe('agent start-up refusals', () => {
  * What `osmoda-mesh` runs is one file (rolldown.config.mjs): every module of ours and every
  * JavaScript dependency inside it, only Node's own modules and the native addons loaded at run
  * time. An import that escaped the bundle would load as separate modules again and bring back the
- * 4-7 MB that bundling saves a fresh agent (README, Benchmarks).
+ * 3.5-7 MB that bundling saved a fresh agent (README, Libraries and why).
  */
 describe('the entry point is one bundle', () => {
   const EXTERNAL_ADDONS = ['sodium-native', 'bufferutil', 'utf-8-validate'];
