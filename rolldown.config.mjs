@@ -4,8 +4,8 @@
  * reaches into that same file, which is what `osmoda-mesh` (package.json "bin") and the NixOS unit
  * run. The other files in dist/ stay for the benchmarks and tests that import single modules.
  *
- * Why: memory. A fresh agent loaded as some 150 ES and CommonJS modules held 62.8-66.1 MB (four
- * starts); bundled, 59.2-59.3 (three starts), and `osmoda-mesh --version` took 0.23 instead of
+ * Why: memory. A fresh agent loaded as 271 ES and CommonJS modules (102 of ours) held 62.8-66.1 MB
+ * (four starts); bundled, 59.2-59.3 (three starts), and `osmoda-mesh --version` took 0.23 instead of
  * 0.31 s. What goes is the per-module cost: module records, CommonJS wrappers, the resolver's
  * package.json cache and the comments tsc keeps in every module's source, which V8 holds as a
  * string for as long as the process lives (README, Benchmarks, "Where the idle memory goes").
@@ -24,7 +24,8 @@ export default {
     format: 'esm',
     minify: false,
     comments: { legal: true, annotation: false, jsdoc: false },
-    // one file: the daemon's dynamic import (main.ts) is inlined; a client verb parses it lazily
+    // one file: the daemon's dynamic import (main.ts) is inlined, and rolldown wraps its modules in
+    // lazy init functions, so a client verb still does not run the daemon's module code
     codeSplitting: false,
   },
 };

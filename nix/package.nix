@@ -71,8 +71,8 @@ buildNpmPackage {
   npmConfigHook = importNpmLock.npmConfigHook;
   # `tsc` into dist/, rolldown bundles dist/src/main.js (rolldown's prebuilt binary comes from the
   # lockfile, @rolldown/binding-linux-*), and the helper goes into dist/native/; the bin
-  # osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto is installed beside dist/ ("files"), where
-  # src/wire/schema.ts finds it from the package root.
+  # osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto is installed beside
+  # dist/ ("files"), where src/wire/schema.ts finds it from the package root.
   npmBuildScript = "build";
 
   # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's flags: wrap it again
