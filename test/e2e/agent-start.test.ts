@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../../src/daemon/node-flags.js';
 import { ensureStateDir, loadOrCreateIdentity } from '../../src/mesh/index.js';
 
 /**
@@ -101,7 +102,8 @@ describe('the entry point is one bundle', () => {
 
   it('imports and requires only Node built-ins and the native addons', () => {
     const code = readFileSync(MAIN, 'utf8');
-    expect(code.split('\n')[0]).toBe('#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=1');
+    // main.ts's first line, kept by the bundler (test/unit/daemon/node-flags.test.ts pins it to the flags)
+    expect(code.split('\n')[0]).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
     const imported = [...code.matchAll(/^import\b[^;]*?from\s*"([^"]+)"/gm)].map((m) => m[1]!);
     // require("x") in the bundled CommonJS dependencies, createRequire(import.meta.url)("x") in ours
     const required = [...code.matchAll(/(?:\brequire|createRequire\(import\.meta\.url\))\("([^"]+)"\)/g)].map((m) => m[1]!);
