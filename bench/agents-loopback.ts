@@ -4,7 +4,7 @@ import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS } from '../src/daemon/process-settings.js';
 import { assertAlive, control, tail } from './paths.js';
 
 /**
@@ -77,7 +77,7 @@ export async function agentsLoopback(totalBytes: number, basePort: number): Prom
       const logFd = openSync(join(dir, `${name}.log`), 'w', 0o600);
       agents.push(
         spawn(process.execPath, [...AGENT_NODE_FLAGS, MAIN, 'agent', '--state-dir', join(dir, name), '--listen', `127.0.0.1:${port}`, '--public-endpoint', `ws://127.0.0.1:${port}`, '--control', join(dir, `${name}.sock`), '--dns', 'off', '--vip-range', `127.${91 + i}.0.0/16`], {
-          env: { ...process.env, OSMODA_MESH_NODE_NAME: name },
+          env: { ...process.env, ...AGENT_ENVIRONMENT, OSMODA_MESH_NODE_NAME: name },
           stdio: ['ignore', logFd, logFd],
         }),
       );

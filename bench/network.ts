@@ -12,7 +12,7 @@ import type { Metric, PathRecord } from './report.js';
 import { findOnPath } from './netns-primitives.js';
 import { ensureTools, nodeBinaries, packageOf, type ToolReport } from './tools.js';
 import { connectionRate, iperf, roundTrips, worstFairShareDeviationPct, type Durations } from './workloads.js';
-import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS } from '../src/daemon/process-settings.js';
 
 export interface NetworkOptions {
   durations: Durations;
@@ -93,24 +93,30 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
         skip: n.skipped ?? null,
         // -R for the machine's Node only: 4 × 11 s per round more for each row would break the time budget.
         isReverse: index === 0,
-        make: () => meshPath(topo, { name, nodePath: n.path!, nodeVersion: n.version!, nodeFlags: AGENT_NODE_FLAGS, index }),
+        make: () => meshPath(topo, { name, nodePath: n.path!, nodeVersion: n.version!, nodeFlags: AGENT_NODE_FLAGS, env: AGENT_ENVIRONMENT, index }),
       });
     });
-    // The same agent on the machine's Node without AGENT_NODE_FLAGS, so that their effect is a ratio within one run.
+    // The same agent on the machine's Node without AGENT_NODE_FLAGS, and without AGENT_ENVIRONMENT,
+    // so that the effect of each is a ratio within one run.
     const own = nodes[0];
     if (own !== undefined && own.skipped === undefined) {
       factories.push({
         name: 'mesh (V8 default GC)',
         needs: [],
-        make: () => meshPath(topo, { name: 'mesh (V8 default GC)', nodePath: own.path!, nodeVersion: own.version!, nodeFlags: [], index: nodes.length }),
+        make: () => meshPath(topo, { name: 'mesh (V8 default GC)', nodePath: own.path!, nodeVersion: own.version!, nodeFlags: [], env: AGENT_ENVIRONMENT, index: nodes.length }),
+      });
+      factories.push({
+        name: 'mesh (glibc default arenas)',
+        needs: [],
+        make: () => meshPath(topo, { name: 'mesh (glibc default arenas)', nodePath: own.path!, nodeVersion: own.version!, nodeFlags: AGENT_NODE_FLAGS, env: {}, index: nodes.length + 1 }),
       });
     }
     factories.push({ name: 'ssh -L', needs: ['ssh', 'ssh-keygen', 'sshd'], make: () => sshPath(topo, tools.paths) });
     factories.push({ name: 'wireguard-go', needs: ['wireguard-go', 'wg'], skip: tun, make: () => wireguardPath(topo, tools.paths) });
     factories.push({ name: 'nebula', needs: ['nebula', 'nebula-cert'], skip: tun, make: () => nebulaPath(topo, tools.paths) });
     factories.push({ name: 'socat', needs: ['socat'], make: () => socatPath(topo, tools.paths) });
-    factories.push({ name: 'node relay', needs: [], make: () => nodeRelayPath(topo, { shape: 'one', nodeFlags: AGENT_NODE_FLAGS }) });
-    factories.push({ name: 'node relay chain', needs: [], make: () => nodeRelayPath(topo, { shape: 'chain', nodeFlags: AGENT_NODE_FLAGS }) });
+    factories.push({ name: 'node relay', needs: [], make: () => nodeRelayPath(topo, { shape: 'one', nodeFlags: AGENT_NODE_FLAGS, env: AGENT_ENVIRONMENT }) });
+    factories.push({ name: 'node relay chain', needs: [], make: () => nodeRelayPath(topo, { shape: 'chain', nodeFlags: AGENT_NODE_FLAGS, env: AGENT_ENVIRONMENT }) });
 
     // Set up concurrently (each path has its own ports, devices and temp files); keep the order for the tables.
     const chosen = factories.filter((f) => opts.only.length === 0 || opts.only.some((o) => f.name.includes(o)));

@@ -10,6 +10,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { BenchTopology, Side } from './netns.js';
+import { AGENT_ENVIRONMENT } from '../src/daemon/process-settings.js';
 
 export const SERVER_PORTS = { iperf: 5201, echo: 7000, conn: 7001 } as const;
 export type Service = keyof typeof SERVER_PORTS;
@@ -169,8 +170,17 @@ export interface MeshOptions {
   nodeVersion: string;
   /** Node/V8 flags before main.js: AGENT_NODE_FLAGS as installed, or none for the comparison row. */
   nodeFlags: readonly string[];
+  /** AGENT_ENVIRONMENT as installed, or none for the comparison row (unset even when the harness has them). */
+  env: Readonly<Record<string, string>>;
   /** 0, 1, 2…: selects the tunnel port and VIP range so several meshes share the namespaces. */
   index: number;
+}
+
+/** The harness's environment without AGENT_ENVIRONMENT's variables (a caller may have set them), then `env`. */
+function agentEnvironment(env: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(AGENT_ENVIRONMENT)) delete base[name];
+  return { ...base, ...env };
 }
 
 export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<BenchPath> {
@@ -199,7 +209,7 @@ export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<
   }
   const start = (side: Side): void => {
     const n = nodes[side];
-    n.child = spawnLogged(topo, side, `mesh${opts.index}-${side}`, opts.nodePath, [...opts.nodeFlags, AGENT_MAIN, 'agent', '--config', n.config]).child;
+    n.child = spawnLogged(topo, side, `mesh${opts.index}-${side}`, opts.nodePath, [...opts.nodeFlags, AGENT_MAIN, 'agent', '--config', n.config], agentEnvironment(opts.env)).child;
   };
   const waitAnswers = async (side: Side): Promise<void> => {
     for (let i = 0; i < 400; i++) {
@@ -241,7 +251,7 @@ export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<
       name: opts.name,
       targets,
       pids: () => ({ client: [nodes.client.child!.pid!], server: [nodes.server.child!.pid!] }),
-      meta: { node: opts.nodeVersion, nodeFlags: opts.nodeFlags.join(' '), tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
+      meta: { node: opts.nodeVersion, nodeFlags: opts.nodeFlags.join(' '), env: Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' '), tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
       async restartClient() {
         await topo.kill(nodes.client.child!, 3_000);
         const t0 = process.hrtime.bigint();
@@ -511,8 +521,9 @@ const NODE_CHAIN_SERVER_OFFSET = 33_000;
 export interface NodeRelayOptions {
   /** 'one': a single relay in the client namespace; 'chain': one in each namespace, plain TCP between them. */
   shape: 'one' | 'chain';
-  /** Node/V8 flags, the agent's, so that the runtime is the same as the mesh row's. */
+  /** Node/V8 flags and environment, the agent's, so that the runtime is the same as the mesh row's. */
   nodeFlags: readonly string[];
+  env: Readonly<Record<string, string>>;
 }
 
 /**
@@ -527,7 +538,7 @@ export async function nodeRelayPath(topo: BenchTopology, opts: NodeRelayOptions)
   const portMap = (listenOffset: number, targetOffset: number): string =>
     (Object.keys(SERVER_PORTS) as Service[]).map((s) => `${SERVER_PORTS[s] + listenOffset}:${SERVER_PORTS[s] + targetOffset}`).join(',');
   const relay = (side: Side, host: string, targetHost: string, map: string): { child: ChildProcess; log: string } =>
-    spawnLogged(topo, side, `${name.replaceAll(' ', '-')}-${side}`, process.execPath, [...opts.nodeFlags, ECHO_MAIN, 'relay', host, targetHost, map]);
+    spawnLogged(topo, side, `${name.replaceAll(' ', '-')}-${side}`, process.execPath, [...opts.nodeFlags, ECHO_MAIN, 'relay', host, targetHost, map], { ...process.env, ...opts.env });
   const relays =
     opts.shape === 'one'
       ? [relay('client', '127.0.0.1', topo.ip.server, portMap(NODE_RELAY_OFFSET, 0))]
@@ -545,7 +556,7 @@ export async function nodeRelayPath(topo: BenchTopology, opts: NodeRelayOptions)
       name,
       targets,
       pids: () => ({ client: [relays[0]!.child.pid!], server: relays[1] === undefined ? [] : [relays[1].child.pid!] }),
-      meta: { mode: opts.shape === 'one' ? 'one Node process: accept, dial, pipe' : 'a Node process on each side, accept, dial, pipe; TCP between them', node: process.version, node_flags: opts.nodeFlags.join(' ') },
+      meta: { mode: opts.shape === 'one' ? 'one Node process: accept, dial, pipe' : 'a Node process on each side, accept, dial, pipe; TCP between them', node: process.version, node_flags: opts.nodeFlags.join(' '), env: Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ') },
       close,
     };
   } catch (err) {

@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MeshError, type ErrorCode } from '../src/errors.js';
 import type { PeerView, ServiceView, ServicesResponse, StatusResponse } from '../src/control/index.js';
-import { AGENT_NODE_FLAGS } from '../src/daemon/node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS } from '../src/daemon/process-settings.js';
 
 const HELLO_ANSWER = 'hello from beta through the mesh\n';
 /** Every wait in the demo gives up after this long, with a message saying what did not happen. */
@@ -242,7 +242,7 @@ async function runDemo(out: NodeJS.WritableStream = process.stdout): Promise<num
     const logFd = openSync(spec.logPath, 'a', 0o600);
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...AGENT_NODE_FLAGS, mainJs, ...args], { env: cleanEnv({ OSMODA_MESH_NODE_NAME: spec.name }), stdio: ['ignore', logFd, logFd] });
+      child = spawn(process.execPath, [...AGENT_NODE_FLAGS, mainJs, ...args], { env: cleanEnv({ ...AGENT_ENVIRONMENT, OSMODA_MESH_NODE_NAME: spec.name }), stdio: ['ignore', logFd, logFd] });
     } finally {
       closeSync(logFd);
     }

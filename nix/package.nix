@@ -48,15 +48,23 @@ let
       in module // { resolved = "${registry}/${name}/-/${baseNameOf name}-${module.version}.tgz"; };
   packageLock = lib.importJSON (root + "/package-lock.json");
 
-  # The V8 flags the agent is tuned for (src/daemon/node-flags.ts: --single-threaded-gc, 1.4-1.6x
-  # the throughput on 2 cores; --max-semi-space-size=1, a smaller heap during and after bursts of
-  # connections). main.ts's first line carries them (`#!/usr/bin/env -S node FLAGS`), and a unit
-  # test keeps that line equal to AGENT_NODE_FLAGS; read them from there, not from a copy.
+  # How the agent's process is started (src/daemon/process-settings.ts): MALLOC_ARENA_MAX=1 (one
+  # glibc malloc arena for every thread, less memory kept after busy spells), then node with the
+  # V8 flags (--single-threaded-gc, 1.4-1.6x the throughput on 2 cores; --max-semi-space-size=1, a
+  # smaller heap during and after bursts of connections). main.ts's first line carries them
+  # (`#!/usr/bin/env -S NAME=value node FLAGS`), and a unit test keeps that line equal to
+  # process-settings.ts; read them from there, not from a copy.
   shebang = lib.head (lib.splitString "\n" (builtins.readFile (root + "/src/main.ts")));
-  shebangPrefix = "#!/usr/bin/env -S node";
-  agentNodeFlags =
-    if lib.hasPrefix shebangPrefix shebang then lib.trim (lib.removePrefix shebangPrefix shebang)
-    else throw "nix/package.nix: src/main.ts must start with `${shebangPrefix} <flags>`, found `${shebang}`";
+  shebangPrefix = "#!/usr/bin/env -S ";
+  shebangWords = lib.filter (word: word != "") (lib.splitString " " (lib.removePrefix shebangPrefix shebang));
+  isAssignment = word: builtins.match "[A-Za-z_][A-Za-z0-9_]*=.*" word != null;
+  assignments = lib.filter isAssignment shebangWords;
+  command = lib.filter (word: !isAssignment word) shebangWords;
+  agentEnvironment =
+    if lib.hasPrefix shebangPrefix shebang && command != [ ] && lib.head command == "node" && shebangWords == assignments ++ command
+    then map (word: let parts = lib.splitString "=" word; in { name = lib.head parts; value = lib.concatStringsSep "=" (lib.tail parts); }) assignments
+    else throw "nix/package.nix: src/main.ts must start with `${shebangPrefix}[NAME=value ...] node <flags>`, found `${shebang}`";
+  agentNodeFlags = lib.concatStringsSep " " (lib.tail command);
 in
 buildNpmPackage {
   pname = packageJson.name;
@@ -75,11 +83,13 @@ buildNpmPackage {
   # dist/ ("files"), where src/wire/schema.ts finds it from the package root.
   npmBuildScript = "build";
 
-  # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's flags: wrap it again
-  # with them in front of the script.
+  # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's environment and
+  # flags: wrap it again with them, the flags in front of the script. --set-default: a variable
+  # the operator set (systemd Environment=, the shell) wins.
   nativeBuildInputs = [ makeWrapper ];
   postInstall = ''
     makeWrapper ${agentNodejs}/bin/node $out/bin/osmoda-mesh \
+      ${lib.concatMapStringsSep " " (v: "--set-default ${lib.escapeShellArg v.name} ${lib.escapeShellArg v.value}") agentEnvironment} \
       --add-flags ${lib.escapeShellArg agentNodeFlags} \
       --add-flags $out/lib/node_modules/${packageJson.name}/dist/src/main.js
   '';

@@ -1,8 +1,9 @@
-#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=1
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 node --single-threaded-gc --max-semi-space-size=1
 import { runCli } from './cli/index.js';
 import type { RunAgent } from './config/index.js';
 
-// The first line's V8 flags are src/daemon/node-flags.ts's AGENT_NODE_FLAGS (a test keeps them equal).
+// The first line is src/daemon/process-settings.ts's agentShebang(): its environment and V8 flags
+// (a test keeps them equal).
 
 // The daemon (protobuf schema, crypto, servers) loads only for `agent`: client verbs start faster.
 const runAgent: RunAgent = async (options) => (await import('./daemon/index.js')).runAgent(options);

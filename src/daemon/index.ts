@@ -2,7 +2,7 @@ import { toMeshError } from '../errors.js';
 import { Agent } from './agent.js';
 import type { AgentCliOptions, RunAgent } from '../config/index.js';
 import { resolveConfig } from './resolve-config.js';
-import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, missingAgentEnvironment, missingAgentNodeFlags } from './process-settings.js';
 import { enableBufferReclaim, isMallocTrimEnabled } from '../util/buffer-reclaim.js';
 import { MALLOC_TRIM_HELPER } from '../util/malloc-trim.js';
 import { processAead } from '../crypto/noise/index.js';
@@ -11,7 +11,7 @@ export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
 export type { AgentCliOptions, RunAgent } from '../config/index.js';
 export { resolveConfig } from './resolve-config.js';
-export { AGENT_NODE_FLAGS, missingAgentNodeFlags } from './node-flags.js';
+export { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, agentShebang, missingAgentEnvironment, missingAgentNodeFlags } from './process-settings.js';
 
 /** `osmoda-mesh agent`: runs until SIGINT/SIGTERM, then closes everything in reverse order. */
 export const runAgent: RunAgent = async (options: AgentCliOptions) => {
@@ -48,6 +48,13 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     agent.logger.warn(
       { missing: missingFlags, want: AGENT_NODE_FLAGS },
       'node was started without the flags the agent is tuned for (run the installed osmoda-mesh, or node with these flags): expect lower throughput',
+    );
+  }
+  const missingEnvironment = missingAgentEnvironment();
+  if (missingEnvironment.length > 0) {
+    agent.logger.warn(
+      { missing: missingEnvironment, want: AGENT_ENVIRONMENT },
+      'node was started without the environment the agent is tuned for (run the installed osmoda-mesh, or set these variables): expect more memory after busy spells',
     );
   }
   // One failed background task must not take every tunnel and stream down with the process: log

@@ -1,11 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_NODE_FLAGS } from '../../src/daemon/node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, agentShebang } from '../../src/daemon/process-settings.js';
 import { ensureStateDir, loadOrCreateIdentity } from '../../src/mesh/index.js';
 
 /**
@@ -102,8 +103,8 @@ describe('the entry point is one bundle', () => {
 
   it('imports and requires only Node built-ins and the native addons', () => {
     const code = readFileSync(MAIN, 'utf8');
-    // main.ts's first line, kept by the bundler (test/unit/daemon/node-flags.test.ts pins it to the flags)
-    expect(code.split('\n')[0]).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
+    // main.ts's first line, kept by the bundler (test/unit/daemon/process-settings.test.ts runs it)
+    expect(code.split('\n')[0]).toBe(agentShebang());
     const imported = [...code.matchAll(/^import\b[^;]*?from\s*"([^"]+)"/gm)].map((m) => m[1]!);
     // require("x") in the bundled CommonJS dependencies, createRequire(import.meta.url)("x") in ours
     const required = [...code.matchAll(/(?:\brequire|createRequire\(import\.meta\.url\))\("([^"]+)"\)/g)].map((m) => m[1]!);
@@ -114,5 +115,69 @@ describe('the entry point is one bundle', () => {
     expect(imported.filter((m) => !m.startsWith('node:'))).toEqual([]);
     expect(required.filter((m) => !isBuiltin(m) && !EXTERNAL_ADDONS.includes(m))).toEqual([]);
     expect(dynamic.filter((m) => !isBuiltin(m))).toEqual([]);
+  });
+});
+
+/**
+ * Run as a program (the npm bin is main.js itself), the agent starts with the V8 flags and the
+ * environment it is tuned for, from main.js's first line; started as `node main.js agent`, it runs
+ * but says which of them it lacks.
+ */
+describe('the agent process settings', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'osm-settings-'));
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Starts an agent, waits for its start-up log, returns that log and the process's argv and environment. */
+  async function startAndInspect(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ log: string; cmdline: string[]; environ: string[] }> {
+    const logPath = join(dir, `${name}.log`);
+    writeFileSync(logPath, '', { mode: 0o600 });
+    const fd = openSync(logPath, 'a');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const argv = [...args, 'agent', '--state-dir', join(dir, name), '--control', join(dir, `${name}.sock`), '--dns', 'off', '--listen', `127.0.0.1:${port}`];
+    const child = spawn(command, argv, { env: { OSMODA_MESH_NODE_NAME: name, ...env }, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      // the last start-up line: after it, every warning about the process has been logged
+      for (let i = 0; i < 400 && !readFileSync(logPath, 'utf8').includes('"msg":"tunnel cipher'); i++) {
+        expect(child.exitCode, `agent exited: ${readFileSync(logPath, 'utf8')}`).toBeNull();
+        await sleep(50);
+      }
+      // env -S execs node in the same process: the pid is the agent's
+      const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+      const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+      const log = readFileSync(logPath, 'utf8');
+      expect(log, 'the agent logged its cipher at start-up').toContain('"msg":"tunnel cipher');
+      return { log, cmdline, environ };
+    } finally {
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(10_000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }
+
+  it('main.js run as a program: the flags and MALLOC_ARENA_MAX are in effect, and nothing is reported missing', async () => {
+    // PATH: `env` finds this node, as it finds the system's for an installed bin
+    const r = await startAndInspect('bin', MAIN, [], { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+    for (const flag of AGENT_NODE_FLAGS) expect(r.cmdline).toContain(flag);
+    for (const [name, value] of Object.entries(AGENT_ENVIRONMENT)) expect(r.environ).toContain(`${name}=${value}`);
+    expect(r.log).not.toContain('started without');
+  });
+
+  it('node main.js without them: the agent runs and names the flags and the variables it lacks', async () => {
+    const r = await startAndInspect('bare', process.execPath, [MAIN], { PATH: process.env['PATH'] ?? '/usr/bin:/bin' });
+    expect(r.environ.some((v) => v.startsWith('MALLOC_ARENA_MAX='))).toBe(false);
+    const warnings = r.log.split('\n').filter((line) => line.includes('started without'));
+    expect(warnings).toHaveLength(2);
+    expect(warnings.join('\n')).toContain('"missing":["--single-threaded-gc","--max-semi-space-size=1"]');
+    expect(warnings.join('\n')).toContain('"missing":["MALLOC_ARENA_MAX"]');
   });
 });

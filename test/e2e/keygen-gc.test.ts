@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { AGENT_NODE_FLAGS } from '../../src/daemon/node-flags.js';
+import { AGENT_NODE_FLAGS } from '../../src/daemon/process-settings.js';
 
 /**
  * Key generation must not hang the process. On Node 20, a key from generateKeyPairSync stays tied

@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeF
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PeersResponse, ResolveResponse, StatusResponse } from '../../src/control/protocol.js';
-import { AGENT_ARGV, MAIN_JS, REPO_ROOT, describeExec, pollUntil, tail } from './helpers/agents.js';
+import { AGENT_ARGV, MAIN_JS, agentEnv, REPO_ROOT, describeExec, pollUntil, tail } from './helpers/agents.js';
 import { e2eGate } from './helpers/gate.js';
 import { createTopology, isPidRunning, NAME_PREFIX, TMP_ROOT } from './helpers/netns.js';
 import type { ExecResult, Topology } from './helpers/netns.js';
@@ -82,7 +82,7 @@ describe.skipIf(!gate.ok)('mesh end to end: three agents in three namespaces', (
           '--dns', `${DNS_ADDR}:53`,
         ],
         // Every namespace shares the machine's host name, so each node is named after its host.
-        { env: { ...process.env, OSMODA_MESH_NODE_NAME: host, OSMODA_MESH_DNS_UPSTREAMS: 'none' }, stdio: ['ignore', logFd, logFd] },
+        { env: agentEnv({ OSMODA_MESH_NODE_NAME: host, OSMODA_MESH_DNS_UPSTREAMS: 'none' }), stdio: ['ignore', logFd, logFd] },
       );
       agents.set(host, child);
       return child;

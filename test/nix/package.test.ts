@@ -4,10 +4,12 @@
  * with dependencies from importNpmLock, and the flake's outputs wire the package into the module.
  * The real build and the VM test need a real Nix with nixpkgs (README, NixOS section).
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EVAL_NIX, EVAL_PACKAGE_NIX, NIX_EVAL_DIR, REPO_ROOT, evalJson, nixGate, nixInstantiate } from './helpers/nix.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, agentShebang } from '../../src/daemon/process-settings.js';
+import { EVAL_NIX, EVAL_PACKAGE_NIX, NIX_EVAL_DIR, REPO_ROOT, evalError, evalJson, nixGate, nixInstantiate } from './helpers/nix.js';
 
 const PACKAGE_JSON = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 
@@ -110,17 +112,36 @@ describe.skipIf(!nixGate('nix/package.nix', 'eval'))('nix/package.nix', () => {
     expect(evalPackage().args['nodejs']).toMatch(/-nodejs-22$/);
   });
 
-  it('wraps the bin as node <the agent\'s V8 flags, from main.ts\'s first line> main.js', () => {
+  it('wraps the bin as node <the agent\'s V8 flags> main.js with its environment, both from main.ts\'s first line', () => {
     const { args } = evalPackage();
-    const flags = readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8').split('\n')[0]!.replace('#!/usr/bin/env -S node ', '');
-    expect(flags).toBe('--single-threaded-gc --max-semi-space-size=1');
+    const flags = AGENT_NODE_FLAGS.join(' ');
+    expect(readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8').split('\n')[0]).toBe(agentShebang());
     expect(args['nativeBuildInputs']).toEqual([expect.stringMatching(/-make-wrapper-hook$/)]);
     const script = String(args['postInstall']);
     expect(script).toMatch(/makeWrapper \/nix\/store\/[a-z0-9]+-nodejs-22\/bin\/node \$out\/bin\/osmoda-mesh/);
-    expect(script).toMatch(new RegExp(`--add-flags '?${flags}'? `)); // escapeShellArg quotes only when needed
+    // escapeShellArg quotes only when needed; --set-default leaves an operator's own value alone
+    for (const [name, value] of Object.entries(AGENT_ENVIRONMENT)) expect(script).toMatch(new RegExp(`--set-default '?${name}'? '?${value}'? `));
+    expect(script).toMatch(new RegExp(`--add-flags '?${flags}'? `));
     expect(script).toContain('--add-flags $out/lib/node_modules/osmoda-mesh/dist/src/main.js');
     // the flags come before the script: node would hand them to main.js as arguments otherwise
     expect(script.indexOf(flags)).toBeLessThan(script.indexOf('dist/src/main.js'));
+  });
+
+  it('refuses a first line of main.ts it cannot read the settings from, saying what it expects', () => {
+    const copy = mkdtempSync(join(tmpdir(), 'osmoda-pkg-'));
+    try {
+      // package.nix reads package.json, the lockfile and src/main.ts from its repository root
+      mkdirSync(join(copy, 'nix'));
+      mkdirSync(join(copy, 'src'));
+      for (const file of ['nix/package.nix', 'package.json', 'package-lock.json']) copyFileSync(join(REPO_ROOT, file), join(copy, file));
+      const line = '#!/usr/bin/env -S node MALLOC_ARENA_MAX=1 --single-threaded-gc';
+      writeFileSync(join(copy, 'src/main.ts'), `${line}\n`);
+      const stderr = evalError(EVAL_PACKAGE_NIX, { package: join(copy, 'nix/package.nix'), extraPkgs: IMPORT_NPM_LOCK, warningsAreErrors: 'true' });
+      expect(stderr).toContain('src/main.ts must start with `#!/usr/bin/env -S [NAME=value ...] node <flags>`');
+      expect(stderr).toContain(line);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 
   it('has the meta NixOS needs: mainProgram (lib.getExe), MIT license, description', () => {

@@ -8,13 +8,15 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StatusResponse } from '../../../src/control/protocol.js';
-import { AGENT_NODE_FLAGS } from '../../../src/daemon/node-flags.js';
+import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS } from '../../../src/daemon/process-settings.js';
 import type { ExecResult, Topology } from './netns.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN_JS = join(REPO_ROOT, 'dist/src/main.js');
 /** `node` arguments that start an agent the way the installed osmoda-mesh does (its V8 flags, then main.js agent). */
 export const AGENT_ARGV: readonly string[] = [...AGENT_NODE_FLAGS, MAIN_JS, 'agent'];
+/** The environment to start it with, as the installed osmoda-mesh sets it (AGENT_ENVIRONMENT over this process's). */
+export const agentEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ ...process.env, ...AGENT_ENVIRONMENT, ...extra });
 const LOG_TAIL_BYTES = 6 * 1024;
 
 export interface PollOptions {
@@ -89,7 +91,7 @@ export class AgentFleet {
     const logFd = openSync(this.logOf(host), 'a');
     try {
       const child = this.#topo.spawn(host, process.execPath, [...AGENT_ARGV, '--control', this.sockOf(host), ...use.args], {
-        env: { ...process.env, OSMODA_MESH_DNS_UPSTREAMS: 'none', ...use.env },
+        env: agentEnv({ OSMODA_MESH_DNS_UPSTREAMS: 'none', ...use.env }),
         stdio: ['ignore', logFd, logFd],
       });
       this.#children.set(host, child);
