@@ -24,6 +24,11 @@ export default {
     format: 'esm',
     minify: false,
     comments: { legal: true, annotation: false, jsdoc: false },
+    // Non-ASCII characters as escapes: V8 keeps the source of the whole file as one string, one
+    // byte per character when every character is Latin-1, two bytes otherwise. 23 characters
+    // (an ellipsis in messages, arrows in a dependency, a BOM in a regex) made the 1.1 MB bundle
+    // 2.2 MB of heap for the life of the process.
+    charset: 'ascii',
     // one file: the daemon's dynamic import (main.ts) is inlined, and rolldown wraps its modules in
     // lazy init functions, so a client verb still does not run the daemon's module code
     codeSplitting: false,

@@ -116,6 +116,16 @@ describe('the entry point is one bundle', () => {
     expect(required.filter((m) => !isBuiltin(m) && !EXTERNAL_ADDONS.includes(m))).toEqual([]);
     expect(dynamic.filter((m) => !isBuiltin(m))).toEqual([]);
   });
+
+  it('is ASCII only, so V8 holds its source at one byte per character (rolldown.config.mjs, charset)', () => {
+    const code = readFileSync(MAIN, 'utf8');
+    const nonAscii = [...new Set(code.match(/[^\x00-\x7f]/g) ?? [])];
+    expect(nonAscii).toEqual([]);
+    // the code it came from does have such characters (the ellipsis of a shortened value in an
+    // error message): the setting is what escapes them
+    expect(readFileSync(resolve('dist/src/mux/session.js'), 'utf8')).toContain("'…'");
+    expect(code).toContain('\\u2026');
+  });
 });
 
 /**
