@@ -1,4 +1,6 @@
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { loadMajorCollect } from '../../../src/util/buffer-reclaim.js';
 
@@ -34,5 +36,39 @@ describe('buffer settle', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     observer.disconnect();
     expect(forced).toHaveLength(2);
+  });
+
+  it('compacts: the old space keeps few more pages than its objects need, where a plain full collection keeps them', () => {
+    const settle = loadMajorCollect()!;
+    // loadMajorCollect has set --expose-gc: a new context has gc(), the collection without compaction
+    const plainGc = runInNewContext('gc') as () => void;
+    const slackMb = (): number => {
+      const old = getHeapSpaceStatistics().find((space) => space.space_name === 'old_space')!;
+      return (old.space_size - old.space_used_size) / 2 ** 20;
+    };
+    // one object in 20 survives, spread over every page the others filled: fragmentation
+    const fragment = (): object[] => {
+      const kept: object[] = [];
+      for (let round = 0; round < 20; round++) {
+        let garbage: object[] = [];
+        for (let i = 0; i < 50_000; i++) {
+          const o = { i, s: `x${i}`, a: [i, i + 1] };
+          if (i % 20 === 0) kept.push(o);
+          else garbage.push(o);
+        }
+        garbage = [];
+        expect(garbage).toHaveLength(0);
+      }
+      return kept;
+    };
+    const kept = fragment();
+    plainGc();
+    plainGc();
+    const slackPlain = slackMb();
+    settle();
+    const slackSettled = slackMb();
+    expect(kept).toHaveLength(20 * 2_500);
+    expect(slackPlain).toBeGreaterThan(0.2);
+    expect(slackSettled).toBeLessThan(slackPlain / 2);
   });
 });
