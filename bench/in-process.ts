@@ -1,14 +1,14 @@
 import { agentsLoopback } from './agents-loopback.js';
 import { cryptoPrimitives } from './crypto-primitives.js';
 import { markdownTable } from './harness.js';
-import { bareWsThroughput, muxThroughput } from './mux-throughput.js';
+import { bareWsThroughput, coldBareWs, coldTunnelSetup, muxThroughput } from './mux-throughput.js';
 import { protocolCosts } from './protocol.js';
 import { median } from './report.js';
 
 /**
  * The in-process benchmarks: crypto primitives, handshake rate and frame codec; the tunnel + mux
- * path in one process against a bare ws baseline; and two real agents on loopback against direct
- * TCP. Prints Markdown tables through `out` and returns the figures for the JSON. Every figure is
+ * path in one process against a bare ws baseline; cold setup of a fresh tunnel against a fresh
+ * bare ws connection; and two real agents on loopback against direct TCP. Prints Markdown tables through `out` and returns the figures for the JSON. Every figure is
  * compared with a baseline measured in the same run (the machine is noisy and has 2 cores).
  */
 export async function runInProcess(isQuick: boolean, out: (text: string) => void): Promise<Record<string, unknown>> {
@@ -36,6 +36,28 @@ export async function runInProcess(isQuick: boolean, out: (text: string) => void
     out(`| ${name} | ${median(runs)!.toFixed(0)} | ${runs.map((v) => v.toFixed(0)).join(', ')} | ${(median(runs)! / baseWs).toFixed(2)}x |\n`);
   }
 
+  // Cold setup: a fresh connection to the first byte back. The two alternate, so that both see the
+  // same moments of a noisy host.
+  const coldRuns = isQuick ? 20 : 100;
+  const coldWarmup = isQuick ? 5 : 20;
+  const coldPaths = {
+    'bare ws': { what: 'TCP connect, WebSocket upgrade, 1 byte echoed as a message', measure: coldBareWs },
+    tunnel: { what: 'the same, then Noise XX with a certificate checked on each side, a mux stream opened with 1 byte of early data, echoed', measure: coldTunnelSetup },
+  };
+  const cold: Record<string, { p50: number[]; p90: number[] }> = {};
+  for (let r = 0; r < repeats; r++) {
+    for (const [name, path] of Object.entries(coldPaths)) {
+      const result = await path.measure(coldRuns, coldWarmup);
+      (cold[name] ??= { p50: [], p90: [] }).p50.push(result.p50Ms);
+      cold[name].p90.push(result.p90Ms);
+    }
+  }
+  const coldBase = median(cold['bare ws']!.p50)!;
+  out(`\n## Cold setup in one process (fresh connection to the first byte back; ${coldRuns} each after ${coldWarmup} warm-up, median of ${repeats})\n\n| path | what | p50 ms | p90 ms | p50 of each repeat | ratio to bare ws |\n| --- | --- | ---: | ---: | --- | ---: |\n`);
+  for (const [name, { p50, p90 }] of Object.entries(cold)) {
+    out(`| ${name} | ${coldPaths[name as keyof typeof coldPaths].what} | ${median(p50)!.toFixed(2)} | ${median(p90)!.toFixed(2)} | ${p50.map((v) => v.toFixed(2)).join(', ')} | ${(median(p50)! / coldBase).toFixed(2)}x |\n`);
+  }
+
   const loopBytes = (isQuick ? 256 : 512) * 2 ** 20;
   const loopRuns = { direct: [] as number[], mesh: [] as number[], cpu: [] as number[], rss: [] as number[] };
   for (let r = 0; r < repeats; r++) {
@@ -60,6 +82,7 @@ export async function runInProcess(isQuick: boolean, out: (text: string) => void
     crypto,
     protocol,
     tunnelInProcess: { bytes: tunnelBytes, runs: tunnelRuns },
+    coldSetupInProcess: { runsEach: coldRuns, tunnelP50Ms: median(cold['tunnel']!.p50), bareWsP50Ms: coldBase, runs: cold },
     agentsLoopback: { bytes: loopBytes, runs: loopRuns },
   };
 }

@@ -1,11 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type WebSocket from 'ws';
-import { X25519Private } from '../src/crypto/keys/index.js';
+import { Ed25519Private, X25519Private } from '../src/crypto/keys/index.js';
+import { issueCert, meshIdOf, verifyCert } from '../src/mesh/index.js';
 import { MuxSession, type MuxConfig, type MuxStream } from '../src/mux/index.js';
 import { MessageSocket, Tunnel, TunnelServer, dialWebSocket, performTunnelHandshake, verifyTunnelConfig, type TunnelConfig } from '../src/tunnel/index.js';
 import { systemClock } from '../src/util/clock.js';
 import { systemRandom } from '../src/util/random.js';
+import { decodeHandshakePayload, encodeHandshakePayload } from '../src/wire/index.js';
 
 /**
  * One process, two tunnel ends over a real WebSocket on loopback, a mux session on each: how fast
@@ -142,6 +144,126 @@ export async function muxThroughput(totalBytes: number, streams: number, tunnel:
   await ends.close();
   const bytes = perStream * streams;
   return { bytes, ms, mbPerSec: bytes / ms / 1000, sha256Match: matched === streams };
+}
+
+export interface ColdSetup {
+  /** Milliseconds from dialling to the first byte back, one per run after the warm-up. */
+  runsMs: number[];
+  p50Ms: number;
+  p90Ms: number;
+}
+
+/**
+ * Cold setup in one process, as the issue's JavaScript peers were measured: from dialling a fresh
+ * tunnel to the first byte back through it. Each run is a new TCP connection, the WebSocket
+ * upgrade, the Noise XX handshake with a certificate in messages 2 and 3 checked on each side as
+ * the agent checks it (an Ed25519 signature, the mesh, the key), a mux stream opened with one
+ * byte of early data, and that byte echoed by the other end; then the tunnel is closed. Both ends
+ * share one core, so their CPU adds up in the time.
+ */
+export async function coldTunnelSetup(runs: number, warmup: number): Promise<ColdSetup> {
+  const authority = Ed25519Private.generate();
+  const meshId = meshIdOf(authority.publicKey);
+  const identity = (name: string): { staticKey: X25519Private; payload: Uint8Array } => {
+    const staticKey = X25519Private.generate();
+    const signing = Ed25519Private.generate();
+    const cert = issueCert(authority, { meshName: 'bench', name, ed25519Public: signing.publicKey, x25519Public: staticKey.publicKey, tags: [], isAdmin: false, nowMs: Date.now() });
+    return { staticKey, payload: encodeHandshakePayload({ cert, record: undefined }) };
+  };
+  const verifyRemote = (payload: Uint8Array, remoteStatic: Uint8Array): string =>
+    verifyCert(decodeHandshakePayload(payload).cert, { authorityPublic: authority.publicKey, nowMs: Date.now(), expectedX25519: remoteStatic }).name;
+  const serverSide = identity('server');
+  const clientSide = identity('client');
+  const config = verifyTunnelConfig({});
+  const serverTunnels = new Set<Tunnel>();
+  const server = new TunnelServer({
+    host: '127.0.0.1',
+    port: 0,
+    routes: {
+      '/t': (ws: WebSocket) => {
+        void performTunnelHandshake(false, { socket: new MessageSocket(ws), clock: systemClock, timeoutMs: 5000, meshId, verifyRemote, ...serverSide }).then(
+          (r) => {
+            const tunnel = new Tunnel({ ws, transport: r.transport, config, clock: systemClock, random: systemRandom, logger: silent, path: 'bench', earlyMessages: r.earlyMessages });
+            serverTunnels.add(tunnel);
+            ws.once('close', () => serverTunnels.delete(tunnel));
+            sessionOn(tunnel, false, { tunnelHighWaterBytes: config.highWaterBytes }, (s) => {
+              s.accept();
+              s.on('data', (d: Buffer) => s.write(d));
+              s.on('end', () => s.end());
+            });
+          },
+          () => undefined,
+        );
+      },
+    },
+    maxPendingHandshakes: 16,
+    pendingHandshakes: () => 0,
+    // one source opening 120 tunnels in a row: the per-source limit (which answers a reconnect
+    // storm with 429) would refuse most of them, and it is not part of one tunnel's setup
+    handshakeRatePerSecond: 1_000_000,
+    handshakeBurst: 1_000_000,
+    logger: silent,
+  });
+  const { port } = await server.listen();
+  const runsMs: number[] = [];
+  try {
+    for (let i = 0; i < warmup + runs; i++) {
+      const start = performance.now();
+      const ws = await dialWebSocket(`ws://127.0.0.1:${port}/t`, 5000);
+      const r = await performTunnelHandshake(true, { socket: new MessageSocket(ws), clock: systemClock, timeoutMs: 5000, meshId, verifyRemote, ...clientSide });
+      const tunnel = new Tunnel({ ws, transport: r.transport, config, clock: systemClock, random: systemRandom, logger: silent, path: 'bench', earlyMessages: r.earlyMessages });
+      const session = sessionOn(tunnel, true, { tunnelHighWaterBytes: config.highWaterBytes }, () => undefined);
+      const stream = session.open('bench', 1);
+      const echoed = new Promise<void>((resolve, reject) => {
+        stream.once('data', () => resolve());
+        stream.once('error', reject);
+      });
+      stream.write(Buffer.from([42]));
+      await echoed;
+      if (i >= warmup) runsMs.push(performance.now() - start);
+      tunnel.destroy();
+    }
+  } finally {
+    for (const tunnel of serverTunnels) tunnel.destroy();
+    await server.close();
+  }
+  return summarize(runsMs);
+}
+
+/**
+ * Baseline for cold setup: a fresh bare ws connection (TCP connect and the WebSocket upgrade, no
+ * Noise, no certificates, no mux) and one byte echoed as a message.
+ */
+export async function coldBareWs(runs: number, warmup: number): Promise<ColdSetup> {
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const port = (wss.address() as { port: number }).port;
+  wss.on('connection', (ws) => ws.on('message', (d: Buffer) => ws.send(d)));
+  const runsMs: number[] = [];
+  try {
+    for (let i = 0; i < warmup + runs; i++) {
+      const start = performance.now();
+      const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        client.once('open', () => client.send(Buffer.from([42])));
+        client.once('message', () => resolve());
+        client.once('error', reject);
+      });
+      if (i >= warmup) runsMs.push(performance.now() - start);
+      client.terminate();
+    }
+  } finally {
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+  }
+  return summarize(runsMs);
+}
+
+function summarize(runsMs: number[]): ColdSetup {
+  const sorted = [...runsMs].sort((x, y) => x - y);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { runsMs, p50Ms: at(0.5), p90Ms: at(0.9) };
 }
 
 /** Baseline for the ratio: the same bytes as 64 KiB binary messages over a bare ws connection. */
