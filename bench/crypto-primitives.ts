@@ -3,7 +3,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { blake2s as nobleBlake2s } from '@noble/hashes/blake2.js';
 import nacl from 'tweetnacl';
-import { Ed25519Private, X25519Private, ed25519Verify } from '../src/crypto/keys/index.js';
+import { Ed25519Private, X25519Private, ed25519Verify, forceX25519Backend, x25519Backend } from '../src/crypto/keys/index.js';
 import { loadSodiumAead, nodeCryptoAead } from '../src/crypto/noise/aead.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
@@ -50,7 +50,14 @@ export function cryptoPrimitives(opts: { ms: number; repeats: number }): Measure
 
   const a = X25519Private.generate();
   const b = X25519Private.generate();
-  out.push(measure('node:crypto (X25519Private.dh)', 'X25519 DH', () => a.dh(b.publicKey), opts));
+  // X25519Private computes with libsodium when it loads (the agent's choice), node:crypto otherwise
+  forceX25519Backend('node:crypto');
+  try {
+    out.push(measure('node:crypto (X25519Private.dh)', 'X25519 DH', () => a.dh(b.publicKey), opts));
+  } finally {
+    forceX25519Backend(undefined);
+  }
+  if (x25519Backend() === 'libsodium') out.push(measure('libsodium crypto_scalarmult (X25519Private.dh, the agent\'s)', 'X25519 DH', () => a.dh(b.publicKey), opts));
   out.push(measure('@noble/curves x25519', 'X25519 DH', () => nobleX25519.getSharedSecret(a.privateKey, b.publicKey), opts));
   out.push(measure('tweetnacl scalarMult', 'X25519 DH', () => nacl.scalarMult(a.privateKey, b.publicKey), opts));
 

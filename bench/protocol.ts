@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { X25519Private } from '../src/crypto/keys/index.js';
+import { X25519Private, forceX25519Backend, x25519Backend } from '../src/crypto/keys/index.js';
 import { HandshakeState, MESH_NOISE_PROTOCOL, NoiseTransport } from '../src/crypto/noise/index.js';
 import { decodeBatch, encodeBatch, MAX_DATA_FRAME, type Frame } from '../src/wire/index.js';
 import { measure, withRatios, type Measurement } from './harness.js';
@@ -20,7 +20,14 @@ export function protocolCosts(opts: { ms: number; repeats: number }): Measuremen
     r.split();
     return new NoiseTransport(i.split());
   };
-  out.push(measure('Noise XX handshake, both sides (4 DH each)', 'handshake', handshake, opts));
+  // node:crypto's X25519 first, the baseline; then libsodium's, which the agent uses when it loads
+  forceX25519Backend('node:crypto');
+  try {
+    out.push(measure('Noise XX handshake, both sides (4 DH each), X25519 node:crypto', 'handshake', handshake, opts));
+  } finally {
+    forceX25519Backend(undefined);
+  }
+  if (x25519Backend() === 'libsodium') out.push(measure('Noise XX handshake, both sides (4 DH each), X25519 libsodium', 'handshake', handshake, opts));
 
   const data = randomBytes(MAX_DATA_FRAME);
   const frames: Frame[] = [{ kind: 'data', streamId: 7, data }];

@@ -180,6 +180,8 @@ describe('the agent process settings', () => {
     for (const flag of AGENT_NODE_FLAGS) expect(r.cmdline).toContain(flag);
     for (const [name, value] of Object.entries(AGENT_ENVIRONMENT)) expect(r.environ).toContain(`${name}=${value}`);
     expect(r.log).not.toContain('started without');
+    // sodium-native loads here: X25519 is libsodium's (crypto/keys/x25519.ts)
+    expect(r.log).toContain('"x25519":"libsodium"');
   });
 
   it('node main.js without them: the agent runs and names the flags and the variables it lacks', async () => {

@@ -1,9 +1,10 @@
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import {
   Ed25519Private,
   X25519Private,
+  type X25519Backend,
   ed25519FromPrivate,
   ed25519Sign,
   ed25519Verify,
@@ -11,7 +12,9 @@ import {
   generateX25519,
   hkdfSha256,
   sha256,
+  forceX25519Backend,
   x25519,
+  x25519Backend,
   x25519FromPrivate,
 } from '../../../src/crypto/keys/index.js';
 import { fromHex, toHex, utf8Bytes } from '../../../src/util/bytes.js';
@@ -26,7 +29,16 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('X25519', () => {
+// Every X25519 test runs on both backends: libsodium (the default, as sodium-native loads here) and
+// node:crypto (the fallback where it does not).
+describe.each<X25519Backend>(['libsodium', 'node:crypto'])('X25519 (%s)', (backend) => {
+  beforeAll(() => forceX25519Backend(backend === 'node:crypto' ? 'node:crypto' : undefined));
+  afterAll(() => forceX25519Backend(undefined));
+
+  it('computes with that backend', () => {
+    expect(x25519Backend()).toBe(backend);
+  });
+
   it('matches RFC 7748 §6.1', () => {
     const alice = x25519FromPrivate(fromHex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'));
     const bob = x25519FromPrivate(fromHex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb'));
@@ -64,6 +76,30 @@ describe('X25519', () => {
     expect(codeOf(() => x25519(a.privateKey, one))).toBe(ErrorCodes.HANDSHAKE_FAILED);
     expect(codeOf(() => x25519(a.privateKey, new Uint8Array(31)))).toBe(ErrorCodes.INVALID_ARGUMENT);
     expect(codeOf(() => x25519FromPrivate(new Uint8Array(33)))).toBe(ErrorCodes.INVALID_ARGUMENT);
+  });
+});
+
+describe('X25519 backends agree', () => {
+  afterAll(() => forceX25519Backend(undefined));
+
+  it('libsodium and node:crypto derive the same public keys and secrets, unclamped scalars included', () => {
+    const rng = seededRandom(7);
+    for (let i = 0; i < 16; i++) {
+      // raw random scalars, not clamped: both must clamp them the same way (RFC 7748 decodeScalar25519)
+      const a = rng.bytes(32);
+      const b = rng.bytes(32);
+      forceX25519Backend(undefined);
+      expect(x25519Backend()).toBe('libsodium');
+      const sodiumA = X25519Private.fromPrivate(a);
+      const sodiumShared = toHex(sodiumA.dh(x25519FromPrivate(b).publicKey));
+      forceX25519Backend('node:crypto');
+      const nodeA = X25519Private.fromPrivate(a);
+      expect(toHex(nodeA.publicKey)).toBe(toHex(sodiumA.publicKey));
+      expect(toHex(nodeA.dh(x25519FromPrivate(b).publicKey))).toBe(sodiumShared);
+      // a key made under one backend works under the other (the node path imports it on first use)
+      expect(toHex(sodiumA.dh(x25519FromPrivate(b).publicKey))).toBe(sodiumShared);
+      expect(toHex(nobleX25519.getSharedSecret(a, nobleX25519.getPublicKey(b)))).toBe(sodiumShared);
+    }
   });
 });
 
