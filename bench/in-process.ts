@@ -9,8 +9,9 @@ import { median } from './report.js';
 /**
  * The in-process benchmarks: crypto primitives, handshake rate and frame codec; the tunnel + mux
  * path in one process against a bare ws baseline; cold setup of a fresh tunnel against a fresh
- * bare ws connection; and two real agents on loopback against direct TCP. Prints Markdown tables through `out` and returns the figures for the JSON. Every figure is
- * compared with a baseline measured in the same run (the machine is noisy and has 2 cores).
+ * bare ws connection; and two real agents on loopback against direct TCP. Prints Markdown tables
+ * through `out` and returns the figures for the JSON. Every figure is compared with a baseline
+ * measured in the same run (the machine is noisy and has 2 cores).
  */
 export async function runInProcess(isQuick: boolean, out: (text: string) => void): Promise<Record<string, unknown>> {
   const opts = isQuick ? { ms: 200, repeats: 1 } : { ms: 700, repeats: 3 };
