@@ -117,15 +117,17 @@ export class X25519Private implements X25519KeyPair {
   /** X25519(this, remotePublic); throws HANDSHAKE_FAILED for low-order points (all-zero result). */
   dh(remotePublic: Uint8Array): Uint8Array {
     checkLength('x25519 public key', remotePublic);
+    const lib = sodiumScalarmult();
+    // a key made while libsodium computed has no KeyObject yet (outside the try: an import failure
+    // is not the remote key's fault)
+    if (lib === null) this.#key ??= okpPrivateKey('X25519', this.privateKey).key;
     let shared: Buffer;
     try {
-      const lib = sodiumScalarmult();
       if (lib !== null) {
         shared = Buffer.alloc(X25519_KEY_LENGTH);
         lib.crypto_scalarmult(shared, asBuffer(this.privateKey), asBuffer(remotePublic));
       } else {
-        this.#key ??= okpPrivateKey('X25519', this.privateKey).key;
-        shared = diffieHellman({ privateKey: this.#key, publicKey: okpPublicKey('X25519', remotePublic) });
+        shared = diffieHellman({ privateKey: this.#key!, publicKey: okpPublicKey('X25519', remotePublic) });
       }
     } catch (err) {
       // OpenSSL and libsodium both refuse to return the all-zero secret a small-order point yields
