@@ -183,6 +183,11 @@ function agentEnvironment(env: Readonly<Record<string, string>>): NodeJS.Process
   return { ...base, ...env };
 }
 
+/** `env` as the `NAME=value` words a row's meta shows. */
+function assignments(env: Readonly<Record<string, string>>): string {
+  return Object.entries(env).map(([name, value]) => `${name}=${value}`).join(' ');
+}
+
 export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<BenchPath> {
   const tunnelPort = 18_800 + opts.index;
   const dir = join(topo.dir, `mesh${opts.index}`);
@@ -251,7 +256,7 @@ export async function meshPath(topo: BenchTopology, opts: MeshOptions): Promise<
       name: opts.name,
       targets,
       pids: () => ({ client: [nodes.client.child!.pid!], server: [nodes.server.child!.pid!] }),
-      meta: { node: opts.nodeVersion, nodeFlags: opts.nodeFlags.join(' '), env: Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' '), tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
+      meta: { node: opts.nodeVersion, nodeFlags: opts.nodeFlags.join(' '), env: assignments(opts.env), tunnel: `ws://${topo.ip.server}:${tunnelPort}`, vips: Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.host])) },
       async restartClient() {
         await topo.kill(nodes.client.child!, 3_000);
         const t0 = process.hrtime.bigint();
@@ -538,7 +543,7 @@ export async function nodeRelayPath(topo: BenchTopology, opts: NodeRelayOptions)
   const portMap = (listenOffset: number, targetOffset: number): string =>
     (Object.keys(SERVER_PORTS) as Service[]).map((s) => `${SERVER_PORTS[s] + listenOffset}:${SERVER_PORTS[s] + targetOffset}`).join(',');
   const relay = (side: Side, host: string, targetHost: string, map: string): { child: ChildProcess; log: string } =>
-    spawnLogged(topo, side, `${name.replaceAll(' ', '-')}-${side}`, process.execPath, [...opts.nodeFlags, ECHO_MAIN, 'relay', host, targetHost, map], { ...process.env, ...opts.env });
+    spawnLogged(topo, side, `${name.replaceAll(' ', '-')}-${side}`, process.execPath, [...opts.nodeFlags, ECHO_MAIN, 'relay', host, targetHost, map], agentEnvironment(opts.env));
   const relays =
     opts.shape === 'one'
       ? [relay('client', '127.0.0.1', topo.ip.server, portMap(NODE_RELAY_OFFSET, 0))]
@@ -556,7 +561,7 @@ export async function nodeRelayPath(topo: BenchTopology, opts: NodeRelayOptions)
       name,
       targets,
       pids: () => ({ client: [relays[0]!.child.pid!], server: relays[1] === undefined ? [] : [relays[1].child.pid!] }),
-      meta: { mode: opts.shape === 'one' ? 'one Node process: accept, dial, pipe' : 'a Node process on each side, accept, dial, pipe; TCP between them', node: process.version, node_flags: opts.nodeFlags.join(' '), env: Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ') },
+      meta: { mode: opts.shape === 'one' ? 'one Node process: accept, dial, pipe' : 'a Node process on each side, accept, dial, pipe; TCP between them', node: process.version, node_flags: opts.nodeFlags.join(' '), env: assignments(opts.env) },
       close,
     };
   } catch (err) {

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, agentShebang } from '../../src/daemon/process-settings.js';
 import { ensureStateDir, loadOrCreateIdentity } from '../../src/mesh/index.js';
+import { freePort } from '../integration/helpers.js';
 
 /**
  * The agent refuses to start on bad input with one clear line naming the problem, and leaves no
@@ -29,7 +30,7 @@ describe('agent start-up refusals', () => {
   let dir: string;
   let blocker: Server;
   let blockedPort: number;
-  let freePort: number;
+  let unusedPort: number;
 
   beforeAll(async () => {
     expect(existsSync(MAIN), 'dist/src/main.js (npm test builds it first)').toBe(true);
@@ -37,10 +38,7 @@ describe('agent start-up refusals', () => {
     blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
     blockedPort = (blocker.address() as { port: number }).port;
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-    freePort = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    unusedPort = await freePort('127.0.0.1');
   });
 
   afterAll(() => {
@@ -48,7 +46,7 @@ describe('agent start-up refusals', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const base = (name: string): string[] => ['--state-dir', join(dir, name), '--control', join(dir, `${name}.sock`), '--dns', 'off', '--listen', `127.0.0.1:${freePort}`];
+  const base = (name: string): string[] => ['--state-dir', join(dir, name), '--control', join(dir, `${name}.sock`), '--dns', 'off', '--listen', `127.0.0.1:${unusedPort}`];
 
   it('a bad config field: exit 1 and a message naming the field and what it expected', () => {
     const config = join(dir, 'bad.json');
@@ -147,10 +145,7 @@ describe('the agent process settings', () => {
     const logPath = join(dir, `${name}.log`);
     writeFileSync(logPath, '', { mode: 0o600 });
     const fd = openSync(logPath, 'a');
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const port = await freePort('127.0.0.1');
     const argv = [...args, 'agent', '--state-dir', join(dir, name), '--control', join(dir, `${name}.sock`), '--dns', 'off', '--listen', `127.0.0.1:${port}`];
     const child = spawn(command, argv, { env: { OSMODA_MESH_NODE_NAME: name, ...env }, stdio: ['ignore', fd, fd] });
     closeSync(fd);

@@ -1,8 +1,8 @@
 import { diffieHellman, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
+import { loadSodiumNative, type SodiumNative } from '../sodium-native.js';
 import { okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw X25519 key pair (RFC 7748): both halves are 32 bytes. */
@@ -30,26 +30,15 @@ function checkLength(field: string, bytes: Uint8Array): void {
  */
 export type X25519Backend = 'libsodium' | 'node:crypto';
 
-interface SodiumScalarmult {
-  crypto_scalarmult(q: Buffer, n: Buffer, p: Buffer): void;
-  crypto_scalarmult_base(q: Buffer, n: Buffer): void;
-}
+type SodiumScalarmult = Pick<SodiumNative, 'crypto_scalarmult' | 'crypto_scalarmult_base'>;
 
-let sodium: SodiumScalarmult | null | undefined;
 let forced: X25519Backend | undefined;
 
-/** libsodium's scalar multiplication, or null; the addon loads on first use (CLI verbs never pay for it). */
+/** libsodium's scalar multiplication, or null (the addon loads on first use, see sodium-native.ts). */
 function sodiumScalarmult(): SodiumScalarmult | null {
   if (forced === 'node:crypto') return null;
-  if (sodium === undefined) {
-    try {
-      const loaded = createRequire(import.meta.url)('sodium-native') as Partial<SodiumScalarmult>;
-      sodium = typeof loaded.crypto_scalarmult === 'function' && typeof loaded.crypto_scalarmult_base === 'function' ? (loaded as SodiumScalarmult) : null;
-    } catch {
-      sodium = null;
-    }
-  }
-  return sodium;
+  const { sodium } = loadSodiumNative();
+  return typeof sodium?.crypto_scalarmult === 'function' && typeof sodium.crypto_scalarmult_base === 'function' ? (sodium as SodiumScalarmult) : null;
 }
 
 /** The backend new keys and DHs use. */

@@ -13,8 +13,8 @@
  * so peers using different ones interoperate.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { asBuffer } from '../../util/bytes.js';
+import { loadSodiumNative, type SodiumNative } from '../sodium-native.js';
 
 export const TAG_LENGTH = 16;
 
@@ -26,11 +26,6 @@ export interface ChaChaPolyAead {
   sealParts(key: Buffer, iv: Buffer, ad: Uint8Array, parts: readonly Uint8Array[]): Buffer;
   /** The plaintext, or a throw (any Error) when the tag does not authenticate. */
   open(key: Buffer, iv: Buffer, ad: Uint8Array, ciphertext: Uint8Array): Buffer;
-}
-
-interface SodiumNative {
-  crypto_aead_chacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer): number;
-  crypto_aead_chacha20poly1305_ietf_decrypt(m: Buffer, nsec: null, c: Buffer, ad: Buffer | null, npub: Buffer, k: Buffer): number;
 }
 
 function totalLength(parts: readonly Uint8Array[]): number {
@@ -72,7 +67,7 @@ export const nodeCryptoAead: ChaChaPolyAead = {
   },
 };
 
-function sodiumAead(sodium: SodiumNative): ChaChaPolyAead {
+function sodiumAead(sodium: Pick<SodiumNative, 'crypto_aead_chacha20poly1305_ietf_encrypt' | 'crypto_aead_chacha20poly1305_ietf_decrypt'>): ChaChaPolyAead {
   return {
     name: 'libsodium',
     sealParts(key, iv, ad, parts) {
@@ -103,13 +98,10 @@ function sodiumAead(sodium: SodiumNative): ChaChaPolyAead {
 
 /** libsodium's ChaChaPoly, or null with the reason when the addon does not load here. */
 export function loadSodiumAead(): { aead: ChaChaPolyAead | null; problem: string | null } {
-  try {
-    const sodium = createRequire(import.meta.url)('sodium-native') as SodiumNative;
-    if (typeof sodium.crypto_aead_chacha20poly1305_ietf_encrypt !== 'function') return { aead: null, problem: 'sodium-native has no crypto_aead_chacha20poly1305_ietf_encrypt' };
-    return { aead: sodiumAead(sodium), problem: null };
-  } catch (err) {
-    return { aead: null, problem: `sodium-native did not load: ${(err as Error).message.split('\n')[0]}` };
-  }
+  const { sodium, problem } = loadSodiumNative();
+  if (sodium === null) return { aead: null, problem };
+  if (typeof sodium.crypto_aead_chacha20poly1305_ietf_encrypt !== 'function') return { aead: null, problem: 'sodium-native has no crypto_aead_chacha20poly1305_ietf_encrypt' };
+  return { aead: sodiumAead(sodium as SodiumNative), problem: null };
 }
 
 /**
