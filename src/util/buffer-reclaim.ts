@@ -86,40 +86,61 @@ export function loadMinorCollect(): Collect | null {
   return loadCollect('minor');
 }
 
-/** V8's full (mark-compact) collection, or null; see loadMinorCollect. */
+/**
+ * Whether this V8 keeps the pages its collections free in a pool, still committed, and hands them
+ * back to the system only in a memory-reducing collection: V8 12 and later (Node 22 and 24), where
+ * Node 20's V8 11 decommits a freed page soon after the collection that freed it. An ordinary full
+ * collection therefore shrinks the heap without shrinking the process: a test heap churned to
+ * 61 MB and collected held 146 MB of pooled pages on Node 22 (195 MB resident) and 233 on Node 24
+ * (289 MB), against 4.6 MB on Node 20 (49 MB resident).
+ */
+export function keepsFreedPagesPooled(v8Version: string = process.versions.v8): boolean {
+  return Number.parseInt(v8Version, 10) >= 12;
+}
+
+/** The settle's collection for this V8 (see keepsFreedPagesPooled), or null; see loadMinorCollect. */
 export function loadMajorCollect(): Collect | null {
   return loadCollect('major');
 }
+
+type GcOptions = { type: 'minor' } | { type: 'major'; execution: 'sync'; flavor: 'last-resort' };
 
 function loadCollect(type: 'minor' | 'major'): Collect | null {
   try {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as unknown;
     if (typeof gc !== 'function') return null;
-    // gc() with no options is the full collection that also compacts and gives pages back (the
-    // old generation of a test heap went from 125 MB to 4 MB, against 31 MB with {type: 'major'}).
-    // Twice: what the first one frees lets go of more (sockets' handles and their buffers are
-    // released by callbacks after it), which only a second one collects. After round trips and new
-    // connections on loopback, 4 agents settled with two idled at 64-68 MB, 4 with one at 64-71.
+    const gcWith = gc as (options?: GcOptions) => void;
+    if (type === 'minor') return () => gcWith({ type });
+    if (keepsFreedPagesPooled()) {
+      // The last-resort flavour is V8's memory-reducing collection (CollectAllAvailableGarbage):
+      // full collections until nothing more is freed, compacting, and then the page pool is
+      // released. Two agents on loopback 8 s after bulk, round trips and new connections: 104-108
+      // MB with the two collections below, 72-74 with this one (74-76 fresh) on Node 22; 93-96
+      // against 73-76 on Node 24. It takes about 80 ms, only when the agent is quiet.
+      return () => gcWith({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    }
+    // Node 20: gc() with no options is the full collection that also compacts and gives pages back
+    // (the old generation of a test heap went from 125 MB to 4 MB, against 31 MB with {type:
+    // 'major'}; given the options above, this V8 runs a minor collection). Twice: what the first
+    // one frees lets go of more (sockets' handles and their buffers are released by callbacks
+    // after it), which only a second one collects. After round trips and new connections on
+    // loopback, 4 agents settled with two idled at 64-68 MB, 4 with one at 64-71.
     // The second one evacuates every fragmented page (--compact-on-every-full-gc, only for that
     // call): V8 compacts a page only when it judges that worth it, and after a bench-like round on
     // loopback (iperf3 1 stream, -R, 4 streams, round trips, new connections) the agents' old
     // space kept 9.2-9.7 MB of pages for 7.0-7.2 MB of objects; compacted, 7.2-8.0 for 7.1-7.8,
     // and between workloads the agents settled at 59-61 and 62-64 MB instead of 61-63 and 63-66
     // (two runs each). It runs only when the agent is quiet, like the rest of the settle.
-    if (type === 'major') {
-      const fullGc = gc as () => void;
-      return () => {
-        fullGc();
-        setFlagsFromString('--compact-on-every-full-gc');
-        try {
-          fullGc();
-        } finally {
-          setFlagsFromString('--no-compact-on-every-full-gc');
-        }
-      };
-    }
-    return () => (gc as (options: { type: 'minor' }) => void)({ type });
+    return () => {
+      gcWith();
+      setFlagsFromString('--compact-on-every-full-gc');
+      try {
+        gcWith();
+      } finally {
+        setFlagsFromString('--no-compact-on-every-full-gc');
+      }
+    };
   } catch {
     return null;
   }
