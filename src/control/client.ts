@@ -1,5 +1,6 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { ErrorCodes, MeshError, type ErrorCode } from '../errors.js';
+import { request as httpRequest } from '../util/http.js';
 import {
   CONTROL_SCHEMA,
   type ControlRoute,

@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { listenTcp } from '../tunnel/index.js';
+import { createServer } from '../util/http.js';
 
 /**
  * Prometheus text exposition (format 0.0.4) of the agent's counters and gauges, and the optional

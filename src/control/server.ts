@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { lstatSync, unlinkSync } from 'node:fs';
@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCodes, MeshError, type ErrorCode } from '../errors.js';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
+import { createServer } from '../util/http.js';
 import { isDnsLabel, parseHostPort, validateAccessRule } from '../config/index.js';
 import {
   CONTROL_SCHEMA,

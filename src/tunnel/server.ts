@@ -1,9 +1,10 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
+import { createServer } from '../util/http.js';
 import { defaultTunnelConfig } from './config.js';
 import { listenTcp } from './listen.js';
 import { AddressRateLimiter, sourceKey } from './rate-limiter.js';
