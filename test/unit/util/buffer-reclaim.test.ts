@@ -51,8 +51,8 @@ describe('buffer reclaim', () => {
     expect(calls).toBe(0);
   });
 
-  it('uses 4 MiB, 1 s, 8 MiB, 16 MiB, 5 % and 20 % by default', () => {
-    expect(RECLAIM_EVERY_BYTES).toBe(4 * 1024 * 1024);
+  it('uses 2 MiB, 1 s, 8 MiB, 16 MiB, 5 % and 20 % by default', () => {
+    expect(RECLAIM_EVERY_BYTES).toBe(2 * 1024 * 1024);
     expect(SETTLE_AFTER_QUIET_MS).toBe(1000);
     expect(SETTLE_HEAP_GROWTH_BYTES).toBe(8 * 1024 * 1024);
     expect(SETTLE_RSS_GROWTH_BYTES).toBe(16 * 1024 * 1024);
