@@ -204,8 +204,12 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
         push(record, 'gbps_4', four?.gbps ?? null);
         push(record, 'fair_share_dev_pct_4', four === undefined ? null : worstFairShareDeviationPct(four.streamGbps));
         if (isReverse) {
-          const r1 = await attempt(record, 'iperf3 -P 1 -R', () => iperf(topo, tools.paths.iperf3!, path.targets.iperf, { streams: 1, isReverse: true, d }));
-          push(record, 'gbps_1_reverse', r1?.gbps ?? null);
+          // The agents' memory in this direction too: there the client's agent writes what the tunnel
+          // brings to a local socket, and a chunk waiting in that socket's queue can outlive the
+          // minor collections that free the forward direction's (util/buffer-reclaim.ts).
+          const r1 = await attempt(record, 'iperf3 -P 1 -R', () => sampleWhile(sides, () => iperf(topo, tools.paths.iperf3!, path.targets.iperf, { streams: 1, isReverse: true, d }), 1000));
+          push(record, 'gbps_1_reverse', r1?.result.gbps ?? null);
+          if (hasProcesses && r1 !== undefined) push(record, 'rss_mb_load_reverse', Math.max(r1.rssMbMax.client, r1.rssMbMax.server));
           const r4 = await attempt(record, 'iperf3 -P 4 -R', () => iperf(topo, tools.paths.iperf3!, path.targets.iperf, { streams: 4, isReverse: true, d }));
           push(record, 'gbps_4_reverse', r4?.gbps ?? null);
         }

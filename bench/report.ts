@@ -18,6 +18,7 @@ export const METRICS = [
   'rss_mb_load_client',
   'rss_mb_load_server',
   'rss_mb_conn',
+  'rss_mb_load_reverse',
   'cpu_load_client_pct',
   'cpu_load_server_pct',
   'cpu_idle_client_pct',
@@ -59,7 +60,7 @@ function range(values: readonly number[]): [number, number] | null {
 }
 
 const round = (n: number | null, digits: number): number | null => (n === null ? null : Number(n.toFixed(digits)));
-const DIGITS: Partial<Record<Metric, number>> = { retransmits_1: 0, rr_p50_us: 0, rr_p99_us: 0, conn_per_s: 0, rss_mb_load: 1, rss_mb_idle: 1, rss_mb_conn: 1, fair_share_dev_pct_4: 0, cold_start_ms: 1, cold_tunnel_up_ms: 1, cold_first_conn_ms: 2 };
+const DIGITS: Partial<Record<Metric, number>> = { retransmits_1: 0, rr_p50_us: 0, rr_p99_us: 0, conn_per_s: 0, rss_mb_load: 1, rss_mb_idle: 1, rss_mb_conn: 1, rss_mb_load_reverse: 1, fair_share_dev_pct_4: 0, cold_start_ms: 1, cold_tunnel_up_ms: 1, cold_first_conn_ms: 2 };
 const digitsOf = (m: Metric): number => DIGITS[m] ?? 3;
 
 /** The JSON object of one path: the required keys first, then the rest. */
@@ -86,6 +87,7 @@ export function pathJson(p: PathRecord): Record<string, unknown> {
     rss_mb_load_client: med('rss_mb_load_client'),
     rss_mb_load_server: med('rss_mb_load_server'),
     rss_mb_conn: med('rss_mb_conn'),
+    rss_mb_load_reverse: med('rss_mb_load_reverse'),
     cpu: {
       load_client_pct: med('cpu_load_client_pct'),
       load_server_pct: med('cpu_load_server_pct'),
@@ -168,13 +170,13 @@ export function meshTable(records: readonly PathRecord[]): string {
   const meshes = records.filter((r) => r.skipped === null && r.path.startsWith('mesh'));
   if (meshes.length === 0) return '';
   const lines = [
-    '| mesh agent | Gbit/s 1 stream | 4 streams | furthest of 4 from fair share % | reverse (-R) 1 | 4 | RR p50 µs | conn/s | conn/s before the first failure | RSS per node MB, conn/s | streams left open client / server | CPU % load client + server | CPU s per GB | cold: tunnel up ms | first byte ms | that connection ms |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| mesh agent | Gbit/s 1 stream | 4 streams | furthest of 4 from fair share % | reverse (-R) 1 | 4 | RR p50 µs | conn/s | conn/s before the first failure | RSS per node MB, conn/s | RSS per node MB, -R 1 stream | streams left open client / server | CPU % load client + server | CPU s per GB | cold: tunnel up ms | first byte ms | that connection ms |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of meshes) {
     const cpu = `${fmt(median(r.runs.cpu_load_client_pct ?? []), 0)} + ${fmt(median(r.runs.cpu_load_server_pct ?? []), 0)}`;
     lines.push(
-      `| ${r.path}, ${String(r.meta.node ?? '')} | ${cell(r, 'gbps_1', 2)} | ${cell(r, 'gbps_4', 2)} | ${cell(r, 'fair_share_dev_pct_4', 0)} | ${cell(r, 'gbps_1_reverse', 2)} | ${cell(r, 'gbps_4_reverse', 2)} | ${cell(r, 'rr_p50_us', 0)} | ${cell(r, 'conn_per_s', 0)} | ${cell(r, 'conn_per_s_before_first_error', 0)} | ${cell(r, 'rss_mb_conn', 0)} | ${cell(r, 'streams_left_open_client', 0)} / ${cell(r, 'streams_left_open_server', 0)} | ${cpu} | ${cell(r, 'cpu_s_per_gb', 1)} | ${cell(r, 'cold_tunnel_up_ms', 0)} | ${cell(r, 'cold_start_ms', 0)} | ${cell(r, 'cold_first_conn_ms', 1)} |`,
+      `| ${r.path}, ${String(r.meta.node ?? '')} | ${cell(r, 'gbps_1', 2)} | ${cell(r, 'gbps_4', 2)} | ${cell(r, 'fair_share_dev_pct_4', 0)} | ${cell(r, 'gbps_1_reverse', 2)} | ${cell(r, 'gbps_4_reverse', 2)} | ${cell(r, 'rr_p50_us', 0)} | ${cell(r, 'conn_per_s', 0)} | ${cell(r, 'conn_per_s_before_first_error', 0)} | ${cell(r, 'rss_mb_conn', 0)} | ${cell(r, 'rss_mb_load_reverse', 0)} | ${cell(r, 'streams_left_open_client', 0)} / ${cell(r, 'streams_left_open_server', 0)} | ${cpu} | ${cell(r, 'cpu_s_per_gb', 1)} | ${cell(r, 'cold_tunnel_up_ms', 0)} | ${cell(r, 'cold_start_ms', 0)} | ${cell(r, 'cold_first_conn_ms', 1)} |`,
     );
   }
   return lines.join('\n');

@@ -24,7 +24,7 @@
  * smaller. The cost is about twice the minor collections (~200 instead of ~100 per 20k round
  * trips, 0.3-0.5 ms each); CPU per new connection differed less than between runs of one
  * setting (3 alternating runs favoured 4, 4 more favoured 1), and no bulk throughput was lost:
- * the agent asks for a minor collection every 2 MiB relayed anyway (util/buffer-reclaim.ts), so a
+ * the agent asks for a minor collection every 4 MiB relayed anyway (util/buffer-reclaim.ts), so a
  * bigger nursery buys nothing on the data path. (The cap was at 4 for a while because of a
  * start-up hang that turned out to be a Node 20 key-generation deadlock, see
  * crypto/keys/x25519.ts, not the cap.)

@@ -13,12 +13,15 @@ import { loadMallocTrim, type MallocTrim } from './malloc-trim.js';
  * collection (scavenge) frees them: the Buffers are young, and the young generation of a relay is
  * small, so one costs well under a millisecond. Asking for one every RECLAIM_EVERY_BYTES relayed
  * kept each agent near 85-90 MB instead of 125-140 at ~200 MB/s on loopback, at the same speed.
- * 2 MiB rather than 4 since 2026-11-27: three 1 GiB transfers through two loopback agents, three
- * alternating pairs per Node, peaked at 93-95 MB instead of 97-101 on Node 22 (whose Buffers
- * outlive a collection longer) and 79-80 instead of 82-92 on Node 20, at the same speed and CPU
- * per GB (Node 22: 187-248 MB/s and 3.0-3.3 CPU-s per GB against 173-211 and 3.1-3.6).
+ * Not less than the 4 MiB of a stream's largest window: a chunk waiting in a local socket's write
+ * queue lives while up to a window's worth of bytes pass, and one that outlives two minor
+ * collections is promoted to the old generation, where only a full collection frees it. With one
+ * every 2 MiB (tried on 2026-11-27; it lowered the peak of three 1 GiB transfers to a fast
+ * JavaScript reader by 4-10 MB), iperf3 -R through two loopback agents took the agent writing to
+ * the iperf3 client to 162-196 MB, its dead Buffers piling up outside the heap until V8's own
+ * full collection; with 4 MiB it stayed at 70-94 MB (3 runs each on Node 20 and 22).
  */
-export const RECLAIM_EVERY_BYTES = 2 * 1024 * 1024;
+export const RECLAIM_EVERY_BYTES = 4 * 1024 * 1024;
 /**
  * After traffic, once the event loop has been at most QUIET_LOOP_UTILIZATION busy for this long,
  * the agent settles (full collections, see checkSettle). Buffers that were still queued when a

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { defaultMuxConfig } from '../../../src/mux/config.js';
 import {
   disableBufferReclaim,
   enableBufferReclaim,
@@ -51,13 +52,17 @@ describe('buffer reclaim', () => {
     expect(calls).toBe(0);
   });
 
-  it('uses 2 MiB, 1 s, 8 MiB, 16 MiB, 5 % and 20 % by default', () => {
-    expect(RECLAIM_EVERY_BYTES).toBe(2 * 1024 * 1024);
+  it('uses 4 MiB, 1 s, 8 MiB, 16 MiB, 5 % and 20 % by default', () => {
+    expect(RECLAIM_EVERY_BYTES).toBe(4 * 1024 * 1024);
     expect(SETTLE_AFTER_QUIET_MS).toBe(1000);
     expect(SETTLE_HEAP_GROWTH_BYTES).toBe(8 * 1024 * 1024);
     expect(SETTLE_RSS_GROWTH_BYTES).toBe(16 * 1024 * 1024);
     expect(QUIET_LOOP_UTILIZATION).toBe(0.05);
     expect(BUSY_SPELL_LOOP_UTILIZATION).toBe(0.2);
+  });
+
+  it("collects no more often than a stream's largest window passes (a queued chunk must not outlive two)", () => {
+    expect(RECLAIM_EVERY_BYTES).toBeGreaterThanOrEqual(defaultMuxConfig.maxWindowBytes);
   });
 
   it('settles once the loop goes quiet after a busy spell, with nothing relayed and nothing grown', async () => {
