@@ -1,5 +1,5 @@
-import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { describe, expect, it, vi } from 'vitest';
+import { observeForcedFullCollections } from './forced-full-collections.js';
 
 // Every V8 flag buffer-reclaim sets goes through to V8 as before, and is recorded with the time.
 const flagCalls = vi.hoisted(() => [] as { flag: string; at: number }[]);
@@ -24,18 +24,12 @@ const { keepsFreedPagesPooled, loadMajorCollect } = await import('../../../src/u
 describe.runIf(!keepsFreedPagesPooled())('buffer settle compaction (Node 20)', () => {
   it('switches --compact-on-every-full-gc on for the second full collection only', async () => {
     const settle = loadMajorCollect()!;
-    const forced: PerformanceEntry[] = [];
-    const observer = new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) {
-        const detail = (entry as PerformanceEntry & { detail: { kind: number; flags: number } }).detail;
-        if (detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR && (detail.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forced.push(entry);
-      }
-    });
-    observer.observe({ entryTypes: ['gc'] });
+    const observed = observeForcedFullCollections();
+    const forced = observed.entries;
     flagCalls.length = 0;
     settle();
-    for (let i = 0; i < 50 && forced.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    observer.disconnect();
+    await observed.waitFor(2);
+    observed.stop();
     expect(flagCalls.map((c) => c.flag)).toEqual(['--compact-on-every-full-gc', '--no-compact-on-every-full-gc']);
     expect(forced).toHaveLength(2);
     const on = flagCalls[0]!;

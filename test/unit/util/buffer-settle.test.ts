@@ -1,8 +1,8 @@
-import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { keepsFreedPagesPooled, loadMajorCollect } from '../../../src/util/buffer-reclaim.js';
+import { observeForcedFullCollections } from './forced-full-collections.js';
 
 // Its own file (vitest runs each file in a fresh worker): on Node 24, once a forced full collection
 // has run in a test process, the Buffers buffer-reclaim.test.ts then allocates in a tight loop are no
@@ -22,20 +22,13 @@ describe('buffer settle', () => {
 
   it.runIf(!keepsFreedPagesPooled())('Node 20: runs two full collections, the second collects what the callbacks after the first let go', async () => {
     const settle = loadMajorCollect();
-    const forced: PerformanceEntry[] = [];
-    const observer = new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) {
-        const detail = (entry as PerformanceEntry & { detail: { kind: number; flags: number } }).detail;
-        if (detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR && (detail.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) forced.push(entry);
-      }
-    });
-    observer.observe({ entryTypes: ['gc'] });
+    const observed = observeForcedFullCollections();
     settle!();
-    // gc entries reach observers after the collection, from the event loop
-    for (let i = 0; i < 50 && forced.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await observed.waitFor(2);
+    // a little longer: a third collection would show up here
     await new Promise((resolve) => setTimeout(resolve, 20));
-    observer.disconnect();
-    expect(forced).toHaveLength(2);
+    observed.stop();
+    expect(observed.entries).toHaveLength(2);
   });
 
   it('knows which V8 keeps freed pages pooled: 12 and later (Node 22 and 24), not 11 (Node 20)', () => {
