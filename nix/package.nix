@@ -80,7 +80,8 @@ buildNpmPackage {
   # `tsc` into dist/, rolldown bundles dist/src/main.js (rolldown's prebuilt binary comes from the
   # lockfile, @rolldown/binding-linux-*), and the helper goes into dist/native/; the bin
   # osmoda-mesh is dist/src/main.js (package.json "bin"). proto/mesh.proto is installed beside
-  # dist/ ("files"), where src/wire/schema.ts finds it from the package root.
+  # dist/ ("files") as the wire's description; the agent runs on src/wire/schema.ts, generated
+  # from it during development (proto/generate.mjs), and never reads it.
   npmBuildScript = "build";
 
   # npmInstallHook wraps the bin as `node main.js`, which drops the shebang's environment and

@@ -1,46 +1,19 @@
-import type protobuf from 'protobufjs';
 import { ErrorCodes, MeshError } from '../errors.js';
 
 /**
- * Runs a protobufjs decode and turns whatever it throws (RangeError "index out of range", "invalid
- * wire type", …) into one typed error, so that no raw exception from a peer's bytes reaches the
- * tunnel (SPEC §2 wire).
+ * The checks the typed decoders (messages.ts, frames.ts) apply to what proto-codec.ts decoded: each
+ * turns a field that breaks the protocol's rules into one typed error naming the field.
  */
-export function decodeOrThrow(type: protobuf.Type, bytes: Uint8Array, what: string): Record<string, unknown> {
-  try {
-    return type.decode(bytes) as unknown as Record<string, unknown>;
-  } catch (err) {
-    throw new MeshError(ErrorCodes.MALFORMED_FRAME, `${what}: malformed protobuf (${(err as Error).message})`, {
-      cause: err,
-      wireReason: 'malformed',
-    });
-  }
-}
 
 export function malformed(what: string, detail: string): MeshError {
   return new MeshError(ErrorCodes.MALFORMED_FRAME, `${what}: ${detail}`, { wireReason: 'malformed' });
 }
 
-interface LongLike {
-  low: number;
-  high: number;
-  unsigned: boolean;
-  toNumber(): number;
-}
-
-/** uint64 fields arrive as Long (or number); accept only values that fit a JS number exactly. */
+/** A uint64 field's value (proto-codec.ts has refused any over 2^53 - 1); anything else is malformed. */
 export function uint64ToNumber(value: unknown, what: string): number {
   if (value === undefined || value === null) return 0;
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 0) throw malformed(what, `expected a non-negative integer, got ${value}`);
-    return value;
-  }
-  const long = value as LongLike;
-  if (typeof long.high === 'number' && typeof long.low === 'number') {
-    if (long.high >>> 0 > 0x1fffff) throw malformed(what, 'value does not fit 53 bits');
-    return (long.high >>> 0) * 0x1_0000_0000 + (long.low >>> 0);
-  }
-  throw malformed(what, 'expected an integer');
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw malformed(what, `expected a non-negative integer, got ${String(value)}`);
+  return value;
 }
 
 export function bytesField(value: unknown, what: string, exactLength?: number, maxLength = 1 << 20): Uint8Array {

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { MAX_BATCH_BYTES, MAX_DATA_FRAME, MAX_FRAMES_PER_BATCH, MAX_RECORDS_PER_GOSSIP, MAX_REVOCATION_LIST_BYTES, MAX_TEXT_FIELD } from './limits.js';
-import { bytesField, decodeOrThrow, malformed, textField, uint64ToNumber } from './decode-guard.js';
+import { bytesField, malformed, textField, uint64ToNumber } from './decode-guard.js';
+import { decodeMessage, encodeMessage } from './proto-codec.js';
 import { ProtoReader, WireType } from './proto-reader.js';
 import { WireTypes } from './schema.js';
 import type { NodeRecordWire } from './messages.js';
@@ -110,7 +111,10 @@ export function isStreamFrame(frame: Frame): frame is StreamFrame {
   return (frame as { streamId?: number }).streamId !== undefined;
 }
 
-/** The object protobufjs encodes for a frame (tunnel-level frames are encoded through it). */
+/**
+ * The message object of a frame for the schema codec (proto-codec.ts), which encodes the
+ * tunnel-level frames; protobufjs takes the same object, which the tests use as their reference.
+ */
 export function frameToProto(frame: Frame): Record<string, unknown> {
   switch (frame.kind) {
     case 'open':
@@ -165,7 +169,7 @@ const TAG_FRAME_STREAM_ID = 0x08;
 const TAG_FRAME_DATA = 0x1a;
 
 // Frame fields (proto/mesh.proto): the stream frames, which the decoder below reads itself, and the
-// tunnel-level ones (ping = 8 … renewal = 13: a few per minute), whose frames go to protobufjs.
+// tunnel-level ones (ping = 8 … renewal = 13: a few per minute), whose frames go to proto-codec.ts.
 const FIELD_STREAM_ID = 1;
 const FIELD_OPEN = 2;
 const FIELD_DATA = 3;
@@ -323,7 +327,7 @@ export function encodeBatchParts(frames: readonly Frame[]): Uint8Array[] {
   };
   const flushOthers = (): void => {
     if (others.length === 0) return;
-    const bytes = WireTypes.Batch.encode({ frames: others }).finish();
+    const bytes = encodeMessage(WireTypes.Batch, { frames: others });
     parts.push(bytes);
     total += bytes.length;
     others = [];
@@ -364,8 +368,8 @@ export function dataFrameOverhead(streamId: number): number {
 }
 
 /**
- * Validates one Frame as protobufjs decodes it (tunnel-level frames, and the tests' reference) and
- * turns it into a Frame; see frameFromBody.
+ * Validates one Frame as proto-codec.ts (and protobufjs, the tests' reference) decodes it: the
+ * oneof's member named under `body`. Turns it into a Frame; see frameFromBody.
  */
 export function frameFromProto(raw: Record<string, unknown>, index: number): Frame {
   const streamId = typeof raw['streamId'] === 'number' ? (raw['streamId'] as number) : 0;
@@ -511,7 +515,7 @@ interface RawStreamFrame {
 
 /**
  * Reads the Frame between reader.pos and `end` into `out`, as protobufjs would read it, and returns
- * true; returns false when the last body field is a tunnel-level one, which protobufjs decodes
+ * true; returns false when the last body field is a tunnel-level one, which proto-codec.ts decodes
  * instead. `out` is one object for the whole batch, not a new object with a property named after
  * each body, which gave every kind of frame its own hidden class.
  */
@@ -585,10 +589,11 @@ function readStreamFrame(reader: ProtoReader, end: number, out: RawStreamFrame):
 /**
  * Decodes and validates one Batch; any defect raises MESH_ERR_MALFORMED_FRAME.
  *
- * Stream frames (every frame of a connection's life) are read by hand: protobufjs' generic decoder
- * builds a message object per frame and deletes the other oneof members on each body it sets,
- * which was 1.5-2 % of an agent's CPU in the new-connections benchmark. Tunnel-level frames go to
- * protobufjs as before; both end in frameFromProto, so the rules for a frame's content are the same.
+ * Stream frames (every frame of a connection's life) are read by hand: a generic decoder builds a
+ * message object per frame (protobufjs' also deleted the other oneof members on each body it set,
+ * which was 1.5-2 % of an agent's CPU in the new-connections benchmark). Tunnel-level frames go to
+ * the schema codec (proto-codec.ts); both end in frameFromBody, so the rules for a frame's content
+ * are the same.
  */
 export function decodeBatch(bytes: Uint8Array): Frame[] {
   if (bytes.length > MAX_BATCH_BYTES) {
@@ -613,7 +618,7 @@ export function decodeBatch(bytes: Uint8Array): Frame[] {
     const isStreamLevel = readStreamFrame(reader, end, raw);
     const frame = isStreamLevel
       ? frameFromBody(raw.streamId, raw.body, raw.value, frames.length)
-      : frameFromProto(decodeOrThrow(WireTypes.Frame, bytes.subarray(start, end), frameLabel(frames.length)), frames.length);
+      : frameFromProto(decodeMessage(WireTypes.Frame, bytes.subarray(start, end), frameLabel(frames.length)), frames.length);
     reader.item = -1;
     reader.pos = end;
     frames.push(frame);

@@ -1,5 +1,6 @@
 import { MAX_RECORDS_PER_GOSSIP, MAX_REVOCATION_LIST_BYTES, MAX_REVOKED_NODES, MAX_TEXT_FIELD } from './limits.js';
-import { bytesField, decodeOrThrow, malformed, textField, textList, uint64ToNumber } from './decode-guard.js';
+import { bytesField, malformed, textField, textList, uint64ToNumber } from './decode-guard.js';
+import { decodeMessage, encodeMessage } from './proto-codec.js';
 import { WireTypes } from './schema.js';
 
 /** Typed views of the trust, membership and handshake messages of proto/mesh.proto. */
@@ -109,21 +110,21 @@ const SIGNED_TYPES = {
 } as const;
 
 export function encodeSigned(kind: SignedKind, value: Signed): Uint8Array {
-  return SIGNED_TYPES[kind].encode(value).finish();
+  return encodeMessage(SIGNED_TYPES[kind], value);
 }
 
 export function decodeSigned(kind: SignedKind, bytes: Uint8Array): Signed {
   const maxBody = kind === 'revocations' ? MAX_REVOCATION_LIST_BYTES : 16384;
-  return signed(decodeOrThrow(SIGNED_TYPES[kind], bytes, kind), kind, maxBody);
+  return signed(decodeMessage(SIGNED_TYPES[kind], bytes, kind), kind, maxBody);
 }
 
 export function encodeRevocationListBody(body: RevocationListBody): Uint8Array {
-  return WireTypes.RevocationListBody.encode(body).finish();
+  return encodeMessage(WireTypes.RevocationListBody, body);
 }
 
 export function decodeRevocationListBody(bytes: Uint8Array): RevocationListBody {
   if (bytes.length > MAX_REVOCATION_LIST_BYTES) throw malformed('revocation list', `${bytes.length} bytes, at most ${MAX_REVOCATION_LIST_BYTES}`);
-  const raw = decodeOrThrow(WireTypes.RevocationListBody, bytes, 'revocation list');
+  const raw = decodeMessage(WireTypes.RevocationListBody, bytes, 'revocation list');
   const nodes = (raw['nodes'] as Record<string, unknown>[] | undefined) ?? [];
   if (nodes.length > MAX_REVOKED_NODES) throw malformed('revocation list', `${nodes.length} nodes, at most ${MAX_REVOKED_NODES}`);
   return {
@@ -139,11 +140,11 @@ export function decodeRevocationListBody(bytes: Uint8Array): RevocationListBody 
 }
 
 export function encodeCertBody(body: NodeCertBody): Uint8Array {
-  return WireTypes.NodeCertBody.encode(body).finish();
+  return encodeMessage(WireTypes.NodeCertBody, body);
 }
 
 export function decodeCertBody(bytes: Uint8Array): NodeCertBody {
-  const raw = decodeOrThrow(WireTypes.NodeCertBody, bytes, 'certificate');
+  const raw = decodeMessage(WireTypes.NodeCertBody, bytes, 'certificate');
   return {
     version: (raw['version'] as number) ?? 0,
     meshId: bytesField(raw['meshId'], 'certificate.mesh_id', 16),
@@ -160,11 +161,11 @@ export function decodeCertBody(bytes: Uint8Array): NodeCertBody {
 }
 
 export function encodeTokenBody(body: TokenBody): Uint8Array {
-  return WireTypes.TokenBody.encode(body).finish();
+  return encodeMessage(WireTypes.TokenBody, body);
 }
 
 export function decodeTokenBody(bytes: Uint8Array): TokenBody {
-  const raw = decodeOrThrow(WireTypes.TokenBody, bytes, 'token');
+  const raw = decodeMessage(WireTypes.TokenBody, bytes, 'token');
   return {
     version: (raw['version'] as number) ?? 0,
     meshId: bytesField(raw['meshId'], 'token.mesh_id', 16),
@@ -179,11 +180,11 @@ export function decodeTokenBody(bytes: Uint8Array): TokenBody {
 }
 
 export function encodeRecordBody(body: NodeRecordBody): Uint8Array {
-  return WireTypes.NodeRecordBody.encode(body).finish();
+  return encodeMessage(WireTypes.NodeRecordBody, body);
 }
 
 export function decodeRecordBody(bytes: Uint8Array): NodeRecordBody {
-  const raw = decodeOrThrow(WireTypes.NodeRecordBody, bytes, 'node record');
+  const raw = decodeMessage(WireTypes.NodeRecordBody, bytes, 'node record');
   const services = (raw['services'] as Record<string, unknown>[] | undefined) ?? [];
   if (services.length > MAX_SERVICES) throw malformed('node record', `${services.length} services, at most ${MAX_SERVICES}`);
   return {
@@ -203,11 +204,11 @@ export function decodeRecordBody(bytes: Uint8Array): NodeRecordBody {
 }
 
 export function encodeHandshakePayload(payload: HandshakePayload): Uint8Array {
-  return WireTypes.HandshakePayload.encode(payload).finish();
+  return encodeMessage(WireTypes.HandshakePayload, payload);
 }
 
 export function decodeHandshakePayload(bytes: Uint8Array): HandshakePayload {
-  const raw = decodeOrThrow(WireTypes.HandshakePayload, bytes, 'handshake payload');
+  const raw = decodeMessage(WireTypes.HandshakePayload, bytes, 'handshake payload');
   const record = raw['record'] as Record<string, unknown> | undefined;
   return {
     cert: bytesField(raw['cert'], 'handshake payload.cert', undefined, 4096),
@@ -216,20 +217,20 @@ export function decodeHandshakePayload(bytes: Uint8Array): HandshakePayload {
 }
 
 export function encodeJoinHello(hello: JoinHello): Uint8Array {
-  return WireTypes.JoinHello.encode(hello).finish();
+  return encodeMessage(WireTypes.JoinHello, hello);
 }
 
 export function decodeJoinHello(bytes: Uint8Array): JoinHello {
-  const raw = decodeOrThrow(WireTypes.JoinHello, bytes, 'join hello');
+  const raw = decodeMessage(WireTypes.JoinHello, bytes, 'join hello');
   return { version: (raw['version'] as number) ?? 0, tokenId: bytesField(raw['tokenId'], 'join hello.token_id', 16) };
 }
 
 export function encodeJoinRequest(request: JoinRequest): Uint8Array {
-  return WireTypes.JoinRequest.encode(request).finish();
+  return encodeMessage(WireTypes.JoinRequest, request);
 }
 
 export function decodeJoinRequest(bytes: Uint8Array): JoinRequest {
-  const raw = decodeOrThrow(WireTypes.JoinRequest, bytes, 'join request');
+  const raw = decodeMessage(WireTypes.JoinRequest, bytes, 'join request');
   return {
     name: textField(raw['name'], 'join request.name', 63),
     ed25519Public: bytesField(raw['ed25519Public'], 'join request.ed25519_public', 32),
@@ -244,11 +245,11 @@ export function encodeJoinResponse(response: JoinResponse): Uint8Array {
     response.kind === 'accepted'
       ? { accepted: { cert: response.cert, authorityPublic: response.authorityPublic, members: response.members } }
       : { refused: { code: response.code, message: response.message } };
-  return WireTypes.JoinResponse.encode(value).finish();
+  return encodeMessage(WireTypes.JoinResponse, value);
 }
 
 export function decodeJoinResponse(bytes: Uint8Array): JoinResponse {
-  const raw = decodeOrThrow(WireTypes.JoinResponse, bytes, 'join response');
+  const raw = decodeMessage(WireTypes.JoinResponse, bytes, 'join response');
   if (raw['result'] === 'accepted') {
     const accepted = raw['accepted'] as Record<string, unknown>;
     const members = (accepted['members'] as Record<string, unknown>[] | undefined) ?? [];

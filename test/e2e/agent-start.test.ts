@@ -119,6 +119,16 @@ describe('the entry point is one bundle', () => {
     expect(required).toContain('node:http');
   });
 
+  it('carries no protobuf library: the wire codec is its own (src/wire/proto-codec.ts)', () => {
+    // protobufjs at run time cost a fresh agent 5 MB (README, Libraries and why); it is a dev
+    // dependency now, for proto/generate.mjs and the codec tests
+    const code = readFileSync(MAIN, 'utf8');
+    const bundled = new Set([...code.matchAll(/^\/\/ node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)].map((m) => m[1]!));
+    expect(bundled).toContain('ws');
+    expect([...bundled].filter((name) => name === 'protobufjs' || name === 'long' || name.startsWith('@protobufjs/'))).toEqual([]);
+    expect(code).toContain('// dist/src/wire/proto-codec.js');
+  });
+
   it('is ASCII only, so V8 holds its source at one byte per character (rolldown.config.mjs, charset)', () => {
     const code = readFileSync(MAIN, 'utf8');
     const nonAscii = [...new Set(code.match(/[^\x00-\x7f]/g) ?? [])];

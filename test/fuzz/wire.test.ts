@@ -62,7 +62,7 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
 
 const validBatches = fc.oneof(
   { weight: 20, arbitrary: fc.array(frameArb, { minLength: 1, maxLength: 6 }).map((frames) => encodeBatch(frames)) },
-  // one message over the limit, cheap to build: FRAME_TOO_LARGE before protobufjs sees it
+  // one message over the limit, cheap to build: FRAME_TOO_LARGE before any decoder sees it
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 200 }).map((n) => new Uint8Array(MAX_BATCH_BYTES + 1 + n).fill(0x0a)) },
 );
 

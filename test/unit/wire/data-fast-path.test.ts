@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { CipherState, NoiseTransport } from '../../../src/crypto/noise/index.js';
-import { WireTypes } from '../../../src/wire/schema.js';
+import { referenceEncode } from './protobufjs-reference.js';
 import { decodeBatch, encodeBatch, encodeBatchParts, MAX_DATA_FRAME, type Frame } from '../../../src/wire/index.js';
 
 /** The hand-written data-frame envelope must be byte for byte what protobufjs writes. */
 function protobufjsBytes(frames: Frame[]): Uint8Array {
-  return WireTypes.Batch.encode({
+  return referenceEncode('Batch', {
     frames: frames.map((f) =>
       f.kind === 'data' ? { streamId: f.streamId, data: f.data } : f.kind === 'window' ? { streamId: f.streamId, windowUpdate: f.credit } : { ping: { id: 1 } },
     ),
-  }).finish();
+  });
 }
 
 describe('data frame fast path', () => {

@@ -72,7 +72,7 @@ describe('encodeBatch / decodeBatch round trips', () => {
   });
 
   it('the agent encoding of single-field frames equals the naive bytes', () => {
-    // frames whose protobufjs encoding has no optional/default ambiguity: field numbers and wire
+    // frames whose encoding has no optional/default ambiguity: field numbers and wire
     // types must match the schema exactly
     const simple: Frame[] = [
       { kind: 'data', streamId: 3, data: bytesOf(10, 1) },

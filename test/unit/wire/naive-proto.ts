@@ -1,7 +1,8 @@
 /**
  * A deliberately naive protobuf writer, written from proto/mesh.proto by hand, so that codec tests
- * compare the agent's protobufjs encoding against an independent reading of the schema (STYLE: codec
- * round trips against a naive reference, as in js-libp2p-yamux test/codec.util.ts).
+ * compare the agent's encoding (proto-codec.ts, frames.ts) against an independent reading of the
+ * schema (STYLE: codec round trips against a naive reference, as in js-libp2p-yamux
+ * test/codec.util.ts).
  */
 import type { Frame } from '../../../src/wire/index.js';
 
