@@ -57,6 +57,8 @@ export function messageSpec(name: string, fields: readonly FieldSpec[]): Message
     byNumber[field.number] = field;
   }
   const oneofs = [...new Set(sorted.flatMap((field) => (field.oneof === undefined ? [] : [field.oneof])))];
+  // a decoded message holds both under their names: the oneof's would overwrite the field's
+  for (const oneof of oneofs) if (sorted.some((field) => field.name === oneof)) throw new RangeError(`${name}: oneof ${oneof} has the name of a field`);
   return { name, fields: sorted, byNumber, oneofs };
 }
 

@@ -287,9 +287,10 @@ describe('proto-codec rules', () => {
     expectMeshError(() => encodeMessage(TestMessage, { flag: 1 }), ErrorCodes.INVALID_ARGUMENT, /TestMessage\.flag: expected a boolean/);
   });
 
-  it('message specs refuse a field number used twice, out of range, or a repeated oneof member', () => {
+  it('message specs refuse a field number used twice or out of range, a repeated oneof member, a oneof named like a field', () => {
     expect(() => messageSpec('M', [{ name: 'a', number: 1, type: 'bool' }, { name: 'b', number: 1, type: 'bool' }])).toThrow(/used twice/);
     expect(() => messageSpec('M', [{ name: 'a', number: 0, type: 'bool' }])).toThrow(/out of the supported range/);
     expect(() => messageSpec('M', [{ name: 'a', number: 1, type: 'bool', repeated: true, oneof: 'o' }])).toThrow(/cannot be repeated/);
+    expect(() => messageSpec('M', [{ name: 'a', number: 1, type: 'bool', oneof: 'b' }, { name: 'b', number: 2, type: 'bool' }])).toThrow(/oneof b has the name of a field/);
   });
 });
