@@ -8,9 +8,9 @@ import { ProtoReader, WireType } from './proto-reader.js';
  * bool, string and bytes, nested messages, repeated fields (uint32 packed) and oneofs.
  *
  * Why not protobufjs at run time: it parses the .proto text when the agent starts and builds a
- * reflection tree and generated functions from it, about 1.3 MB of V8 heap and its 340 KB of source
- * kept for the life of the process (README, Benchmarks, memory), for a dozen small messages that
- * travel a few times a minute. protobufjs stays a development dependency: it writes schema.ts, and
+ * reflection tree and generated functions from it (about 1.3 MB of V8 heap, and its 340 KB of
+ * source kept for the life of the process), for a dozen small messages that travel a few times a
+ * minute. Without it a fresh agent holds 52.3 MB instead of 57.3 (README, Libraries and why). protobufjs stays a development dependency: it writes schema.ts, and
  * the tests check this codec's bytes against its bytes and its reading against its reading.
  *
  * Encoding writes exactly protobufjs' bytes: fields by number, proto3 scalars left out when they
