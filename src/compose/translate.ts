@@ -4,6 +4,7 @@ import type { ComposeModel, ComposeService, EnvVar } from './model.js';
 import { parseEnvFile } from './parse.js';
 import { findReferences } from './references.js';
 import { wellKnownImagePort } from './spec.js';
+import { compareText } from '../util/compare.js';
 
 /**
  * ComposeModel + placements → what each node's agent must declare (nodeName, tags, services with
@@ -337,10 +338,10 @@ export function translateCompose(model: ComposeModel, options: TranslateOptions)
   for (const [tag, nets] of tagSources) {
     if (nets.size > 1) warn(null, `networks ${[...nets].join(', ')} all become the tag ${tag}: they merge into one access boundary; rename one`);
   }
-  const plans = [...nodePlans.values()].sort((a, b) => a.node.localeCompare(b.node));
+  const plans = [...nodePlans.values()].sort((a, b) => compareText(a.node, b.node));
   for (const plan of plans) {
     plan.tags.sort();
-    plan.services.sort((a, b) => a.name.localeCompare(b.name));
+    plan.services.sort((a, b) => compareText(a.name, b.name));
     // Natively run services on one host cannot share a port, unlike containers.
     const byPort = new Map<number, Set<string>>();
     for (const e of plan.services) byPort.set(e.targetPort, (byPort.get(e.targetPort) ?? new Set()).add(e.composeService));

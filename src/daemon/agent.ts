@@ -24,6 +24,7 @@ import type { Random } from '../util/random.js';
 import { systemRandom } from '../util/random.js';
 import { systemUpstreams } from './resolve-config.js';
 import { ownPackageVersion } from '../util/package-root.js';
+import { compareText } from '../util/compare.js';
 
 /**
  * The daemon: builds every part in dependency order, starts them, and closes them in reverse
@@ -335,7 +336,7 @@ export class Agent {
     return this.node
       .members()
       .filter((m) => m.nodeIdHex !== this.node.identity.nodeIdHex)
-      .sort((a, b) => a.name.localeCompare(b.name))
+      .sort((a, b) => compareText(a.name, b.name))
       .map((m) => {
         const snap = peers?.snapshot(m.nodeIdHex);
         return {
@@ -379,7 +380,7 @@ export class Agent {
   #serviceViews(): ServiceView[] {
     const catalog = this.node.catalog();
     for (const local of this.#local.all()) if (!catalog.has(local.name)) catalog.set(local.name, [...local.ports.keys()].sort((a, b) => a - b));
-    return [...catalog].sort((a, b) => a[0].localeCompare(b[0])).map(([name, ports]) => this.#serviceView(name, ports));
+    return [...catalog].sort((a, b) => compareText(a[0], b[0])).map(([name, ports]) => this.#serviceView(name, ports));
   }
 
   status(): StatusResponse {

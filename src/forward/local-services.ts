@@ -5,6 +5,7 @@ import type { MeshMetrics, PeerIdentity } from '../mesh/index.js';
 import type { MuxStream, StreamOpenInfo } from '../mux/index.js';
 import { lazyChild } from './lazy-log.js';
 import { splice } from './splice.js';
+import { compareText } from '../util/compare.js';
 
 /** One exposed port: the provider dials this target, never an address a peer asks for. */
 export interface LocalTarget {
@@ -59,7 +60,7 @@ export class LocalServices {
   }
 
   all(): LocalService[] {
-    return [...this.#services.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.#services.values()].sort((a, b) => compareText(a.name, b.name));
   }
 
   target(name: string, port: number): LocalTarget | undefined {

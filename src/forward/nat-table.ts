@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { ErrorCodes, MeshError } from '../errors.js';
+import { compareText } from '../util/compare.js';
 
 /**
  * nat mode (SPEC §4a): the agent listens on 127.0.0.1 ports of its own choosing, and an nftables
@@ -43,7 +44,7 @@ export function natScript(table: string, rules: readonly NatRule[]): string {
     '  chain output {',
     '    type nat hook output priority -100; policy accept;',
   ];
-  const sorted = [...rules].sort((a, b) => a.vip.localeCompare(b.vip) || a.port - b.port);
+  const sorted = [...rules].sort((a, b) => compareText(a.vip, b.vip) || a.port - b.port);
   for (const r of sorted) {
     if (!IPV4.test(r.vip) || !isPort(r.port) || !isPort(r.localPort)) {
       throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `nat rule: expected IPv4 VIP and ports, got ${JSON.stringify(r)}`);

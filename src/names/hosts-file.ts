@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { writeFileAtomicRaw } from '../util/atomic-file.js';
+import { compareText } from '../util/compare.js';
 
 /**
  * Hosts-file mode (SPEC §2 names): for systems that keep their own resolver, the agent writes its
@@ -20,7 +21,7 @@ export interface HostsEntry {
 export function renderHostsBlock(entries: readonly HostsEntry[], domain: string): string {
   if (entries.length === 0) return '';
   const lines = [...entries]
-    .sort((a, b) => a.name.localeCompare(b.name))
+    .sort((a, b) => compareText(a.name, b.name))
     .map((e) => `${e.address}\t${e.name} ${e.name}.${domain}`);
   return [HOSTS_BEGIN, ...lines, HOSTS_END].join('\n') + '\n';
 }
