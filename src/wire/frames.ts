@@ -3,6 +3,7 @@ import { MAX_BATCH_BYTES, MAX_DATA_FRAME, MAX_FRAMES_PER_BATCH, MAX_RECORDS_PER_
 import { bytesField, malformed, textField, uint64ToNumber } from './decode-guard.js';
 import { decodeMessage, encodeMessage } from './proto-codec.js';
 import { ProtoReader, WireType } from './proto-reader.js';
+import { varintLength, writeVarint } from './varint.js';
 import { WireTypes } from './schema.js';
 import type { NodeRecordWire } from './messages.js';
 import { ErrorCodes, MeshError } from '../errors.js';
@@ -142,24 +143,6 @@ export function frameToProto(frame: Frame): Record<string, unknown> {
     case 'goaway':
       return { goAway: { code: frame.code, message: frame.message } };
   }
-}
-
-function varintLength(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(out: Uint8Array, offset: number, value: number): number {
-  while (value >= 0x80) {
-    out[offset++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[offset++] = value;
-  return offset;
 }
 
 // proto/mesh.proto tags: Batch.frames = 1 (length-delimited), Frame.stream_id = 1 (varint),

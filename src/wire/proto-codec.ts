@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { ProtoReader, WireType } from './proto-reader.js';
+import { writeVarint } from './varint.js';
 
 /**
  * A protobuf codec driven by the message descriptions in schema.ts, which proto/generate.mjs
@@ -307,11 +308,7 @@ class ByteWriter {
   /** A varint of a non-negative integer up to 2^53 - 1 (callers have checked it). */
   varint(value: number): void {
     this.#reserve(10);
-    while (value >= 0x80) {
-      this.#buffer[this.#length++] = (value % 0x80) | 0x80;
-      value = Math.floor(value / 0x80);
-    }
-    this.#buffer[this.#length++] = value;
+    this.#length = writeVarint(this.#buffer, this.#length, value);
   }
 
   lengthDelimited(bytes: Uint8Array): void {
