@@ -3,7 +3,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { blake2s as nobleBlake2s } from '@noble/hashes/blake2.js';
 import nacl from 'tweetnacl';
-import { Ed25519Private, X25519Private, ed25519Verify, forceX25519Backend, x25519Backend } from '../src/crypto/keys/index.js';
+import { Ed25519Private, X25519Private, ed25519Backend, ed25519Verify, forceCurveBackend, x25519Backend } from '../src/crypto/keys/index.js';
 import { loadSodiumAead, nodeCryptoAead } from '../src/crypto/noise/aead.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
@@ -51,11 +51,11 @@ export function cryptoPrimitives(opts: { ms: number; repeats: number }): Measure
   const a = X25519Private.generate();
   const b = X25519Private.generate();
   // X25519Private computes with libsodium when it loads (the agent's choice), node:crypto otherwise
-  forceX25519Backend('node:crypto');
+  forceCurveBackend('node:crypto');
   try {
     out.push(measure('node:crypto (X25519Private.dh)', 'X25519 DH', () => a.dh(b.publicKey), opts));
   } finally {
-    forceX25519Backend(undefined);
+    forceCurveBackend(undefined);
   }
   if (x25519Backend() === 'libsodium') out.push(measure('libsodium crypto_scalarmult (X25519Private.dh, the agent\'s)', 'X25519 DH', () => a.dh(b.publicKey), opts));
   out.push(measure('@noble/curves x25519', 'X25519 DH', () => nobleX25519.getSharedSecret(a.privateKey, b.publicKey), opts));
@@ -68,7 +68,14 @@ export function cryptoPrimitives(opts: { ms: number; repeats: number }): Measure
   out.push(measure('@noble/curves ed25519', 'Ed25519 sign 200 B', () => nobleEd25519.sign(small, signer.privateKey), opts));
   const naclPair = nacl.sign.keyPair.fromSeed(signer.privateKey);
   out.push(measure('tweetnacl', 'Ed25519 sign 200 B', () => nacl.sign.detached(small, naclPair.secretKey), opts));
-  out.push(measure('node:crypto', 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts));
+  // ed25519Verify verifies with libsodium when it loads (the agent's choice), node:crypto otherwise
+  forceCurveBackend('node:crypto');
+  try {
+    out.push(measure('node:crypto (ed25519Verify)', 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts));
+  } finally {
+    forceCurveBackend(undefined);
+  }
+  if (ed25519Backend() === 'libsodium') out.push(measure("libsodium crypto_sign_verify_detached (ed25519Verify, the agent's)", 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts));
   out.push(measure('@noble/curves ed25519', 'Ed25519 verify 200 B', () => nobleEd25519.verify(sig, small, signer.publicKey), opts));
   out.push(measure('tweetnacl', 'Ed25519 verify 200 B', () => nacl.sign.detached.verify(small, sig, naclPair.publicKey), opts));
 

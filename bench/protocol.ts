@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { X25519Private, forceX25519Backend, x25519Backend } from '../src/crypto/keys/index.js';
+import { Ed25519Private, X25519Private, ed25519Backend, forceCurveBackend, x25519Backend } from '../src/crypto/keys/index.js';
 import { HandshakeState, MESH_NOISE_PROTOCOL, NoiseTransport } from '../src/crypto/noise/index.js';
+import { issueCert, verifyCert } from '../src/mesh/index.js';
+import { decodeHandshakePayload, encodeHandshakePayload } from '../src/wire/index.js';
 import { decodeBatch, encodeBatch, MAX_DATA_FRAME, type Frame } from '../src/wire/index.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
@@ -10,24 +12,36 @@ export function protocolCosts(opts: { ms: number; repeats: number }): Measuremen
   const si = X25519Private.generate();
   const sr = X25519Private.generate();
   const prologue = new Uint8Array(16);
-  const payload = randomBytes(400); // about a certificate + record
+  // each side's payload is a certificate, checked by the other side as the agent checks it
+  const authority = Ed25519Private.generate();
+  const certPayload = (name: string, staticKey: X25519Private): Uint8Array =>
+    encodeHandshakePayload({
+      cert: issueCert(authority, { meshName: 'bench', name, ed25519Public: Ed25519Private.generate().publicKey, x25519Public: staticKey.publicKey, tags: [], isAdmin: false, nowMs: Date.now() }),
+      record: undefined,
+    });
+  const payloadI = certPayload('initiator', si);
+  const payloadR = certPayload('responder', sr);
+  const check = (payload: Uint8Array, remoteStatic: Uint8Array | undefined): void => {
+    verifyCert(decodeHandshakePayload(payload).cert, { authorityPublic: authority.publicKey, nowMs: Date.now(), expectedX25519: remoteStatic });
+  };
   const handshake = (): NoiseTransport => {
     const i = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: true, prologue, s: si });
     const r = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: false, prologue, s: sr });
     r.readMessage(i.writeMessage());
-    i.readMessage(r.writeMessage(payload));
-    r.readMessage(i.writeMessage(payload));
+    check(i.readMessage(r.writeMessage(payloadR)), i.remoteStatic);
+    check(r.readMessage(i.writeMessage(payloadI)), r.remoteStatic);
     r.split();
     return new NoiseTransport(i.split());
   };
-  // node:crypto's X25519 first, the baseline; then libsodium's, which the agent uses when it loads
-  forceX25519Backend('node:crypto');
+  // node:crypto's X25519 and Ed25519 first, the baseline; then libsodium's, which the agent uses when it loads
+  const what = 'Noise XX handshake, both sides (a key generation and 3 DHs each, a certificate checked each)';
+  forceCurveBackend('node:crypto');
   try {
-    out.push(measure('Noise XX handshake, both sides (4 DH each), X25519 node:crypto', 'handshake', handshake, opts));
+    out.push(measure(`${what}, X25519 and Ed25519 node:crypto`, 'handshake', handshake, opts));
   } finally {
-    forceX25519Backend(undefined);
+    forceCurveBackend(undefined);
   }
-  if (x25519Backend() === 'libsodium') out.push(measure('Noise XX handshake, both sides (4 DH each), X25519 libsodium', 'handshake', handshake, opts));
+  if (x25519Backend() === 'libsodium' && ed25519Backend() === 'libsodium') out.push(measure(`${what}, X25519 and Ed25519 libsodium`, 'handshake', handshake, opts));
 
   const data = randomBytes(MAX_DATA_FRAME);
   const frames: Frame[] = [{ kind: 'data', streamId: 7, data }];

@@ -3,8 +3,8 @@ import { dirname, join } from 'node:path';
 
 /**
  * The libsodium functions the agent calls, through the `sodium-native` addon (holepunch's
- * prebuilt N-API module): the tunnel's ChaCha20-Poly1305 (noise/aead.ts) and X25519
- * (keys/x25519.ts). Each caller checks that the functions it needs are there, and falls back to
+ * prebuilt N-API module): the tunnel's ChaCha20-Poly1305 (noise/aead.ts), X25519
+ * (keys/x25519.ts) and Ed25519 verification (keys/ed25519.ts). Each caller checks that the functions it needs are there, and falls back to
  * node:crypto when they are not.
  */
 export interface SodiumNative {
@@ -12,6 +12,7 @@ export interface SodiumNative {
   crypto_aead_chacha20poly1305_ietf_decrypt(m: Buffer, nsec: null, c: Buffer, ad: Buffer | null, npub: Buffer, k: Buffer): number;
   crypto_scalarmult(q: Buffer, n: Buffer, p: Buffer): void;
   crypto_scalarmult_base(q: Buffer, n: Buffer): void;
+  crypto_sign_verify_detached(signature: Buffer, message: Buffer, publicKey: Buffer): boolean;
 }
 
 export interface LoadedSodium {

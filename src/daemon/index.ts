@@ -6,7 +6,7 @@ import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS, missingAgentEnvironment, missingAg
 import { enableBufferReclaim, isMallocTrimEnabled } from '../util/buffer-reclaim.js';
 import { MALLOC_TRIM_HELPER } from '../util/malloc-trim.js';
 import { processAead } from '../crypto/noise/index.js';
-import { x25519Backend } from '../crypto/keys/index.js';
+import { ed25519Backend, x25519Backend } from '../crypto/keys/index.js';
 
 export { Agent } from './agent.js';
 export type { AgentInit } from './agent.js';
@@ -41,7 +41,7 @@ export const runAgent: RunAgent = async (options: AgentCliOptions) => {
     );
   }
   const cipher = processAead();
-  agent.logger.info({ aead: cipher.aead.name, x25519: x25519Backend() }, 'tunnel cipher: ChaCha20-Poly1305');
+  agent.logger.info({ aead: cipher.aead.name, x25519: x25519Backend(), ed25519Verify: ed25519Backend() }, 'tunnel cipher: ChaCha20-Poly1305');
   // the problem text says what is in use (the fallback's says node:crypto, slower per message)
   if (cipher.problem !== null) agent.logger.warn({ aead: cipher.aead.name }, cipher.problem);
   const missingFlags = missingAgentNodeFlags();

@@ -189,8 +189,9 @@ describe('the agent process settings', () => {
     for (const flag of AGENT_NODE_FLAGS) expect(r.cmdline).toContain(flag);
     for (const [name, value] of Object.entries(AGENT_ENVIRONMENT)) expect(r.environ).toContain(`${name}=${value}`);
     expect(r.log).not.toContain('started without');
-    // sodium-native loads here: X25519 is libsodium's (crypto/keys/x25519.ts)
+    // sodium-native loads here: X25519 and Ed25519 verification are libsodium's (crypto/keys/backend.ts)
     expect(r.log).toContain('"x25519":"libsodium"');
+    expect(r.log).toContain('"ed25519Verify":"libsodium"');
   });
 
   it('node main.js without them: the agent runs and names the flags and the variables it lacks', async () => {

@@ -2,6 +2,8 @@ import { randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
+import type { SodiumNative } from '../sodium-native.js';
+import { sodiumCurveFunctions, type CurveBackend } from './backend.js';
 import { okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw Ed25519 key pair (RFC 8032): `privateKey` is the 32-byte seed, `publicKey` 32 bytes. */
@@ -62,15 +64,76 @@ export function ed25519Sign(privateKey: Uint8Array, message: Uint8Array): Uint8A
   return Ed25519Private.fromPrivate(privateKey).sign(message);
 }
 
+/** The libsodium verifier, or null (node:crypto verifies); see backend.ts. */
+function sodiumVerify(): Pick<SodiumNative, 'crypto_sign_verify_detached'> | null {
+  return sodiumCurveFunctions(['crypto_sign_verify_detached']);
+}
+
+/** The backend signatures are verified with (signing is rare and always node:crypto's). */
+export function ed25519Backend(): CurveBackend {
+  return sodiumVerify() === null ? 'node:crypto' : 'libsodium';
+}
+
+/**
+ * The encodings of the eight points of small order (they generate the torsion subgroup), with the
+ * sign bit of x cleared, plus y = p and y = p + 1, non-canonical encodings of two of them. Signed
+ * "by" such a public key, one signature verifies for every message under the plain RFC 8032
+ * equation; libsodium refuses these keys (and such an R), OpenSSL does not. Checking them here,
+ * the same way libsodium's ge25519_has_small_order does, makes both backends accept exactly the
+ * same signatures.
+ */
+const SMALL_ORDER_ENCODINGS: readonly Buffer[] = [
+  '0000000000000000000000000000000000000000000000000000000000000000', // y = 0: order 4
+  '0100000000000000000000000000000000000000000000000000000000000000', // y = 1: the identity
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05', // order 8
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a', // order 8
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // y = p - 1: order 2
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // y = p (= 0)
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // y = p + 1 (= 1)
+].map((hex) => Buffer.from(hex, 'hex'));
+
+/** True when a 32-byte point encoding is one of SMALL_ORDER_ENCODINGS, whatever its sign bit. */
+function hasSmallOrder(encoding: Uint8Array): boolean {
+  return SMALL_ORDER_ENCODINGS.some((small) => {
+    let diff = (encoding[31]! & 0x7f) ^ small[31]!;
+    for (let i = 0; i < 31; i++) diff |= encoding[i]! ^ small[i]!;
+    return diff === 0;
+  });
+}
+
+/** A point encoding whose y is below p = 2^255 - 19 (libsodium's ge25519_is_canonical). */
+function isCanonicalPoint(encoding: Uint8Array): boolean {
+  if ((encoding[31]! & 0x7f) !== 0x7f) return true;
+  for (let i = 30; i > 0; i--) if (encoding[i] !== 0xff) return true;
+  return encoding[0]! < 0xed;
+}
+
+/** The group order L = 2^252 + 27742317777372353535851937790883648493, little-endian. */
+const GROUP_ORDER = Buffer.from('edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010', 'hex');
+
+/** S < L (RFC 8032 §5.1.7: a larger S makes a second valid signature of the same message). */
+function isCanonicalScalar(s: Uint8Array): boolean {
+  for (let i = 31; i >= 0; i--) {
+    if (s[i]! < GROUP_ORDER[i]!) return true;
+    if (s[i]! > GROUP_ORDER[i]!) return false;
+  }
+  return false;
+}
+
 /**
  * True only for a valid signature. Never throws: a verifier sees attacker-chosen bytes, and a
- * malformed key or signature is just "not valid".
+ * malformed key or signature is just "not valid". Beyond RFC 8032, both backends refuse a public
+ * key or an R of small order and a non-canonical public key, as libsodium does.
  */
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_KEY_LENGTH) return false;
   if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
   if (!(message instanceof Uint8Array)) return false;
+  if (!isCanonicalPoint(publicKey) || hasSmallOrder(publicKey) || hasSmallOrder(signature.subarray(0, 32))) return false;
+  if (!isCanonicalScalar(signature.subarray(32))) return false;
   try {
+    const lib = sodiumVerify();
+    if (lib !== null) return lib.crypto_sign_verify_detached(asBuffer(signature), asBuffer(message), asBuffer(publicKey));
     return verify(null, asBuffer(message), okpPublicKey('Ed25519', publicKey), asBuffer(signature));
   } catch {
     return false;

@@ -2,7 +2,8 @@ import { diffieHellman, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../../errors.js';
 import { asBuffer } from '../../util/bytes.js';
-import { loadSodiumNative, type SodiumNative } from '../sodium-native.js';
+import type { SodiumNative } from '../sodium-native.js';
+import { sodiumCurveFunctions, type CurveBackend } from './backend.js';
 import { okpPrivateKey, okpPublicKey } from './okp.js';
 
 /** Raw X25519 key pair (RFC 7748): both halves are 32 bytes. */
@@ -21,34 +22,20 @@ function checkLength(field: string, bytes: Uint8Array): void {
 }
 
 /**
- * Who computes X25519: libsodium through `sodium-native` (the addon the tunnel's AEAD uses) when it
- * loads, node:crypto (OpenSSL) otherwise. The function is the same (RFC 7748; tests run its vectors
- * through both); libsodium is the faster here because it takes raw 32-byte keys, where node:crypto
- * wants each key imported into a KeyObject first. Measured on this 2-vCPU machine: a DH with a new
- * remote key (each Noise ephemeral is new) 49-53 µs against 76-83, deriving a public key 29-32 against
- * 67-87. A Noise XX handshake does 4 DHs and one key generation on each side.
+ * X25519 through libsodium or node:crypto (backend.ts). Measured on this 2-vCPU machine: a DH with
+ * a new remote key (each Noise ephemeral is new) 49-53 µs against 76-83, deriving a public key 29-32
+ * against 67-87. A Noise XX handshake does 3 DHs and one key generation on each side.
  */
-export type X25519Backend = 'libsodium' | 'node:crypto';
-
 type SodiumScalarmult = Pick<SodiumNative, 'crypto_scalarmult' | 'crypto_scalarmult_base'>;
 
-let forced: X25519Backend | undefined;
-
-/** libsodium's scalar multiplication, or null (the addon loads on first use, see sodium-native.ts). */
+/** libsodium's scalar multiplication, or null (node:crypto computes). */
 function sodiumScalarmult(): SodiumScalarmult | null {
-  if (forced === 'node:crypto') return null;
-  const { sodium } = loadSodiumNative();
-  return typeof sodium?.crypto_scalarmult === 'function' && typeof sodium.crypto_scalarmult_base === 'function' ? (sodium as SodiumScalarmult) : null;
+  return sodiumCurveFunctions(['crypto_scalarmult', 'crypto_scalarmult_base']);
 }
 
 /** The backend new keys and DHs use. */
-export function x25519Backend(): X25519Backend {
+export function x25519Backend(): CurveBackend {
   return sodiumScalarmult() === null ? 'node:crypto' : 'libsodium';
-}
-
-/** Tests: compute with node:crypto even where libsodium loads (undefined: the default again). */
-export function forceX25519Backend(backend: X25519Backend | undefined): void {
-  forced = backend;
 }
 
 /**

@@ -1,10 +1,11 @@
-import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
+import { ED25519_TORSION_SUBGROUP, ed25519 as nobleEd25519, x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, MeshError } from '../../../src/errors.js';
 import {
   Ed25519Private,
   X25519Private,
-  type X25519Backend,
+  type CurveBackend,
   ed25519FromPrivate,
   ed25519Sign,
   ed25519Verify,
@@ -12,7 +13,8 @@ import {
   generateX25519,
   hkdfSha256,
   sha256,
-  forceX25519Backend,
+  ed25519Backend,
+  forceCurveBackend,
   x25519,
   x25519Backend,
   x25519FromPrivate,
@@ -31,9 +33,9 @@ function codeOf(fn: () => unknown): string | undefined {
 
 // Every X25519 test runs on both backends: libsodium (the default, as sodium-native loads here) and
 // node:crypto (the fallback where it does not).
-describe.each<X25519Backend>(['libsodium', 'node:crypto'])('X25519 (%s)', (backend) => {
-  beforeAll(() => forceX25519Backend(backend === 'node:crypto' ? 'node:crypto' : undefined));
-  afterAll(() => forceX25519Backend(undefined));
+describe.each<CurveBackend>(['libsodium', 'node:crypto'])('X25519 (%s)', (backend) => {
+  beforeAll(() => forceCurveBackend(backend === 'node:crypto' ? 'node:crypto' : undefined));
+  afterAll(() => forceCurveBackend(undefined));
 
   it('computes with that backend', () => {
     expect(x25519Backend()).toBe(backend);
@@ -80,7 +82,7 @@ describe.each<X25519Backend>(['libsodium', 'node:crypto'])('X25519 (%s)', (backe
 });
 
 describe('X25519 backends agree', () => {
-  afterAll(() => forceX25519Backend(undefined));
+  afterAll(() => forceCurveBackend(undefined));
 
   it('libsodium and node:crypto derive the same public keys and secrets, unclamped scalars included', () => {
     const rng = seededRandom(7);
@@ -88,11 +90,11 @@ describe('X25519 backends agree', () => {
       // raw random scalars, not clamped: both must clamp them the same way (RFC 7748 decodeScalar25519)
       const a = rng.bytes(32);
       const b = rng.bytes(32);
-      forceX25519Backend(undefined);
+      forceCurveBackend(undefined);
       expect(x25519Backend()).toBe('libsodium');
       const sodiumA = X25519Private.fromPrivate(a);
       const sodiumShared = toHex(sodiumA.dh(x25519FromPrivate(b).publicKey));
-      forceX25519Backend('node:crypto');
+      forceCurveBackend('node:crypto');
       const nodeA = X25519Private.fromPrivate(a);
       expect(toHex(nodeA.publicKey)).toBe(toHex(sodiumA.publicKey));
       expect(toHex(nodeA.dh(x25519FromPrivate(b).publicKey))).toBe(sodiumShared);
@@ -103,7 +105,16 @@ describe('X25519 backends agree', () => {
   });
 });
 
-describe('Ed25519', () => {
+// Every Ed25519 test runs with both verifiers: libsodium (the default, as sodium-native loads here)
+// and node:crypto (the fallback). Signing is node:crypto's either way.
+describe.each<CurveBackend>(['libsodium', 'node:crypto'])('Ed25519 (%s verifies)', (backend) => {
+  beforeAll(() => forceCurveBackend(backend === 'node:crypto' ? 'node:crypto' : undefined));
+  afterAll(() => forceCurveBackend(undefined));
+
+  it('verifies with that backend', () => {
+    expect(ed25519Backend()).toBe(backend);
+  });
+
   it('matches RFC 8032 §7.1 test 1', () => {
     const k = ed25519FromPrivate(fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60'));
     expect(toHex(k.publicKey)).toBe('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
@@ -151,6 +162,136 @@ describe('Ed25519', () => {
       expect(ed25519Verify(rnd.bytes(32), rnd.bytes(i % 50), rnd.bytes(64))).toBe(false);
     }
     expect(codeOf(() => ed25519Sign(new Uint8Array(31), msg))).toBe(ErrorCodes.INVALID_ARGUMENT);
+  });
+
+  it('matches RFC 8032 §7.1 tests 2 and 3', () => {
+    const cases = [
+      ['4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb', '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c', '72',
+        '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00'],
+      ['c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7', 'fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025', 'af82',
+        '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a'],
+    ];
+    for (const [seed, publicKey, message, signature] of cases) {
+      expect(toHex(ed25519FromPrivate(fromHex(seed!)).publicKey)).toBe(publicKey);
+      expect(toHex(ed25519Sign(fromHex(seed!), fromHex(message!)))).toBe(signature);
+      expect(ed25519Verify(fromHex(publicKey!), fromHex(message!), fromHex(signature!))).toBe(true);
+      expect(ed25519Verify(fromHex(publicKey!), fromHex(message! + '00'), fromHex(signature!))).toBe(false);
+    }
+  });
+
+  it('refuses a second encoding of a valid signature (S + L)', () => {
+    const k = generateEd25519();
+    const msg = utf8Bytes('renewal');
+    const sig = ed25519Sign(k.privateKey, msg);
+    const malleated = new Uint8Array(64);
+    malleated.set(sig.subarray(0, 32));
+    malleated.set(littleEndian32(fromLittleEndian(sig.subarray(32)) + GROUP_ORDER), 32);
+    expect(ed25519Verify(k.publicKey, msg, sig)).toBe(true);
+    expect(ed25519Verify(k.publicKey, msg, malleated)).toBe(false);
+  });
+
+  it('refuses public keys of small order, whose one signature fits every message, which OpenSSL alone accepts', () => {
+    // public key and R the identity, S = 0: [0]B = O + [k]O holds for every k, so every message
+    const identity = fromHex(ED25519_TORSION_SUBGROUP[0]!);
+    const universal = new Uint8Array(64);
+    universal.set(identity);
+    const messages = [utf8Bytes('any'), utf8Bytes('other'), new Uint8Array(0)];
+    for (const msg of messages) {
+      expect(rawOpenSslVerify(identity, msg, universal)).toBe(true); // what the check below guards against
+      expect(ed25519Verify(identity, msg, universal)).toBe(false);
+    }
+    // every point of small order, both signs of x, and the non-canonical encodings of 0 and 1
+    const encodings = [...ED25519_TORSION_SUBGROUP, 'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', 'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'];
+    for (const hex of encodings) {
+      for (const sign of [0, 0x80]) {
+        const key = fromHex(hex);
+        key[31] = (key[31]! & 0x7f) | sign;
+        // an independent implementation agrees that each one it can decode has small order
+        let point: ReturnType<typeof nobleEd25519.Point.fromHex> | undefined;
+        try {
+          point = nobleEd25519.Point.fromHex(toHex(key));
+        } catch {
+          point = undefined; // x = 0 with the sign bit set: no point at all
+        }
+        if (point !== undefined) expect(point.isSmallOrder()).toBe(true);
+        for (const sig of [universal, new Uint8Array(64).fill(1)]) expect(ed25519Verify(key, messages[0]!, sig)).toBe(false);
+      }
+    }
+  });
+
+  it('refuses a signature whose R has small order, though it satisfies the RFC 8032 equation', () => {
+    // The signer can make one: R = the identity, S = k·a, with k = SHA-512(R || A || M).
+    const seed = fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60');
+    const publicKey = ed25519FromPrivate(seed).publicKey;
+    const h = createHash('sha512').update(seed).digest();
+    h[0]! &= 248;
+    h[31]! &= 127;
+    h[31]! |= 64;
+    const a = fromLittleEndian(h.subarray(0, 32));
+    const msg = utf8Bytes('record');
+    const r = fromHex(ED25519_TORSION_SUBGROUP[0]!);
+    const k = fromLittleEndian(createHash('sha512').update(r).update(publicKey).update(msg).digest()) % GROUP_ORDER;
+    const sig = new Uint8Array(64);
+    sig.set(r);
+    sig.set(littleEndian32((k * a) % GROUP_ORDER), 32);
+    expect(rawOpenSslVerify(publicKey, msg, sig)).toBe(true);
+    expect(ed25519Verify(publicKey, msg, sig)).toBe(false);
+  });
+
+  it('refuses non-canonical public key encodings (y >= p)', () => {
+    const msg = utf8Bytes('m');
+    for (const low of [0xef, 0xf0, 0xfe, 0xff]) {
+      const key = new Uint8Array(32).fill(0xff);
+      key[0] = low;
+      key[31] = 0x7f;
+      expect(ed25519Verify(key, msg, new Uint8Array(64).fill(2))).toBe(false);
+    }
+  });
+
+});
+
+/** The Ed25519 group order L. */
+const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+function fromLittleEndian(bytes: Uint8Array): bigint {
+  return BigInt('0x' + (Buffer.from(bytes).reverse().toString('hex') || '0'));
+}
+
+function littleEndian32(n: bigint): Uint8Array {
+  return new Uint8Array(Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse());
+}
+
+/** OpenSSL's RFC 8032 verification alone, without ed25519Verify's extra checks. */
+function rawOpenSslVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' });
+  return verify(null, message, key, signature);
+}
+
+describe('Ed25519 verifiers agree', () => {
+  afterAll(() => forceCurveBackend(undefined));
+
+  it('libsodium and node:crypto accept and refuse the same signatures, changed ones included', () => {
+    const rng = seededRandom(11);
+    let accepted = 0;
+    for (let i = 0; i < 150; i++) {
+      const k = Ed25519Private.fromPrivate(rng.bytes(32));
+      const msg = rng.bytes(i % 90);
+      const sig = k.sign(msg);
+      const publicKey = new Uint8Array(k.publicKey);
+      // a third stay valid, the rest get one byte of the key, the signature or the message changed
+      const which = i % 3 === 0 ? 'none' : (['key', 'sig', 'msg'] as const)[i % 3];
+      const target = which === 'key' ? publicKey : which === 'sig' ? sig : which === 'msg' && msg.length > 0 ? msg : undefined;
+      if (target !== undefined) target[Math.floor(rng.float() * target.length)]! ^= 1 << Math.floor(rng.float() * 8);
+      forceCurveBackend(undefined);
+      const bySodium = ed25519Verify(publicKey, msg, sig);
+      forceCurveBackend('node:crypto');
+      const byNode = ed25519Verify(publicKey, msg, sig);
+      expect(byNode, `case ${i} (${which})`).toBe(bySodium);
+      expect(nobleEd25519.verify(sig, msg, publicKey), `case ${i} (${which})`).toBe(bySodium);
+      if (bySodium) accepted++;
+    }
+    expect(accepted).toBeGreaterThanOrEqual(50);
+    expect(accepted).toBeLessThan(150);
   });
 });
 
