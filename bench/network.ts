@@ -2,7 +2,8 @@
  * The network benchmarks: two namespaces joined by veth, the same workloads over every path
  * (direct TCP, the mesh under each Node version, ssh -L, wireguard-go, nebula, socat). All paths
  * are set up once and stay up; each round runs every path in turn, so slow drift on the machine
- * touches all of them alike. Figures are medians over the rounds.
+ * touches all of them alike, in another order each round (roundOrder), so no path always runs
+ * right after the same one. Figures are medians over the rounds.
  */
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { createBenchTopology, sweepStale } from './netns.js';
@@ -11,7 +12,7 @@ import { sampleWhile } from './proc.js';
 import type { Metric, PathRecord } from './report.js';
 import { findOnPath } from './netns-primitives.js';
 import { ensureTools, nodeBinaries, packageOf, type ToolReport } from './tools.js';
-import { connectionRate, iperf, roundTrips, worstFairShareDeviationPct, type Durations } from './workloads.js';
+import { connectionRate, iperf, roundOrder, roundTrips, worstFairShareDeviationPct, type Durations } from './workloads.js';
 import { AGENT_ENVIRONMENT, AGENT_NODE_FLAGS } from '../src/daemon/process-settings.js';
 
 export interface NetworkOptions {
@@ -173,8 +174,9 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
     };
 
     for (let round = 1; round <= opts.rounds; round++) {
-      log(`round ${round}/${opts.rounds}`);
-      for (const { path, record, isReverse } of live) {
+      const order = roundOrder(live, round);
+      log(`round ${round}/${opts.rounds}: ${order.map((l) => l.record.path).join(', ')}`);
+      for (const { path, record, isReverse } of order) {
         const t0 = performance.now();
         const sides = path.pids();
         const hasProcesses = sides.client.length + sides.server.length > 0;

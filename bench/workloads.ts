@@ -69,6 +69,24 @@ export function worstFairShareDeviationPct(streamGbps: readonly number[]): numbe
   return Math.max(...streamGbps.map((g) => Math.abs(g - share))) / share * 100;
 }
 
+/**
+ * The order of the paths in round `round` (1-based): the given order, then reversed, then the odd
+ * positions followed by the even ones, and again. Over three rounds no path runs first twice and
+ * none follows the same path twice: what ran just before can weigh on the host (a conn/s run
+ * leaves thousands of sockets in TIME_WAIT that expire 60 s later, a bulk run dirty caches), and
+ * with one fixed order the same row would always carry it.
+ */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  switch ((round - 1) % 3) {
+    case 0:
+      return [...items];
+    case 1:
+      return [...items].reverse();
+    default:
+      return [...items.filter((_, i) => i % 2 === 1), ...items.filter((_, i) => i % 2 === 0)];
+  }
+}
+
 async function echoClient<T>(topo: BenchTopology, args: readonly string[], timeoutMs: number): Promise<T> {
   const r = await topo.exec('client', process.execPath, [ECHO_MAIN, ...args], { timeoutMs });
   const line = r.stdout.trim().split('\n').pop() ?? '';

@@ -45,7 +45,7 @@ export function missingAgentNodeFlags(execArgv: readonly string[] = process.exec
  * 3.5 MB (util/malloc-trim.ts), but four thread arenas held 6.6 MB where two had held 1.1 MB
  * fresh: what stays there is what malloc_trim cannot return, free space between live chunks. With
  * one arena for every thread the agents settled at 63.5-65.6 MB instead of 69.7-71 and peaked
- * lower during the load (README, "Where the idle memory goes"). The agent's own work runs on the
+ * lower during the load (docs/BENCHMARKS.md, "Where the idle memory goes"). The agent's own work runs on the
  * main thread, so the threads sharing one arena seldom wait for its lock. glibc fixes the limit
  * when the first thread other than the main one allocates, before main.js runs: mallopt from the
  * process itself would be too late.
