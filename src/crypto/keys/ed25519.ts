@@ -76,9 +76,9 @@ export function ed25519Backend(): CurveBackend {
 
 /**
  * The encodings of the eight points of small order (they generate the torsion subgroup), with the
- * sign bit of x cleared, plus y = p and y = p + 1, non-canonical encodings of two of them. Signed
- * "by" such a public key, one signature verifies for every message under the plain RFC 8032
- * equation; libsodium refuses these keys (and such an R), OpenSSL does not. Checking them here,
+ * sign bit of x cleared, plus y = p and y = p + 1, non-canonical encodings of two of them. Under
+ * the plain RFC 8032 equation one signature "by" such a public key verifies for many messages (for
+ * the identity, for every message); libsodium refuses these keys (and such an R), OpenSSL does not. Checking them here,
  * the same way libsodium's ge25519_has_small_order does, makes both backends accept exactly the
  * same signatures.
  */
