@@ -190,7 +190,7 @@ describe.each<CurveBackend>(['libsodium', 'node:crypto'])('Ed25519 (%s verifies)
     expect(ed25519Verify(k.publicKey, msg, malleated)).toBe(false);
   });
 
-  it('refuses public keys of small order (the identity's one signature fits every message, and OpenSSL alone accepts it)', () => {
+  it('refuses public keys of small order (one signature by the identity fits every message, and OpenSSL alone accepts it)', () => {
     // public key and R the identity, S = 0: [0]B = O + [k]O holds for every k, so every message
     const identity = fromHex(ED25519_TORSION_SUBGROUP[0]!);
     const universal = new Uint8Array(64);
