@@ -4,8 +4,8 @@ import { dirname, join } from 'node:path';
 /**
  * The libsodium functions the agent calls, through the `sodium-native` addon (holepunch's
  * prebuilt N-API module): the tunnel's ChaCha20-Poly1305 (noise/aead.ts), X25519
- * (keys/x25519.ts) and Ed25519 verification (keys/ed25519.ts). Each caller checks that the functions it needs are there, and falls back to
- * node:crypto when they are not.
+ * (keys/x25519.ts) and Ed25519 verification (keys/ed25519.ts). Each caller checks that the
+ * functions it needs are there, and falls back to node:crypto when they are not.
  */
 export interface SodiumNative {
   crypto_aead_chacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer): number;
