@@ -78,9 +78,9 @@ export function ed25519Backend(): CurveBackend {
  * The encodings of the eight points of small order (they generate the torsion subgroup), with the
  * sign bit of x cleared, plus y = p and y = p + 1, non-canonical encodings of two of them. Under
  * the plain RFC 8032 equation one signature "by" such a public key verifies for many messages (for
- * the identity, for every message); libsodium refuses these keys (and such an R), OpenSSL does not. Checking them here,
- * the same way libsodium's ge25519_has_small_order does, makes both backends accept exactly the
- * same signatures.
+ * the identity, for every message). libsodium refuses these keys (and such an R), and so does the
+ * OpenSSL of Node 22 and 24 (3.5), but Node 20's (3.0) does not. Checking them here, the same way
+ * libsodium's ge25519_has_small_order does, makes every backend accept exactly the same signatures.
  */
 const SMALL_ORDER_ENCODINGS: readonly Buffer[] = [
   '0000000000000000000000000000000000000000000000000000000000000000', // y = 0: order 4
