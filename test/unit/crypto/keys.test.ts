@@ -248,7 +248,6 @@ describe.each<CurveBackend>(['libsodium', 'node:crypto'])('Ed25519 (%s verifies)
       expect(ed25519Verify(key, msg, new Uint8Array(64).fill(2))).toBe(false);
     }
   });
-
 });
 
 /** The Ed25519 group order L. */
@@ -286,8 +285,8 @@ describe('Ed25519 verifiers agree', () => {
       const msg = rng.bytes(i % 90);
       const sig = k.sign(msg);
       const publicKey = new Uint8Array(k.publicKey);
-      // a third stay valid, the rest get one byte of the key, the signature or the message changed
-      const which = i % 3 === 0 ? 'none' : (['key', 'sig', 'msg'] as const)[i % 3];
+      // a quarter stay valid, the rest get one bit of the key, the signature or the message changed
+      const which = (['none', 'key', 'sig', 'msg'] as const)[i % 4]!;
       const target = which === 'key' ? publicKey : which === 'sig' ? sig : which === 'msg' && msg.length > 0 ? msg : undefined;
       if (target !== undefined) target[Math.floor(rng.float() * target.length)]! ^= 1 << Math.floor(rng.float() * 8);
       forceCurveBackend(undefined);
@@ -298,8 +297,8 @@ describe('Ed25519 verifiers agree', () => {
       expect(nobleEd25519.verify(sig, msg, publicKey), `case ${i} (${which})`).toBe(bySodium);
       if (bySodium) accepted++;
     }
-    expect(accepted).toBeGreaterThanOrEqual(50);
-    expect(accepted).toBeLessThan(150);
+    expect(accepted).toBeGreaterThanOrEqual(38);
+    expect(accepted).toBeLessThan(60);
   });
 });
 
