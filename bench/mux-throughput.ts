@@ -1,13 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type WebSocket from 'ws';
-import { Ed25519Private, X25519Private } from '../src/crypto/keys/index.js';
-import { issueCert, meshIdOf, verifyCert } from '../src/mesh/index.js';
+import { X25519Private } from '../src/crypto/keys/index.js';
 import { MuxSession, type MuxConfig, type MuxStream } from '../src/mux/index.js';
 import { MessageSocket, Tunnel, TunnelServer, dialWebSocket, performTunnelHandshake, verifyTunnelConfig, type TunnelConfig } from '../src/tunnel/index.js';
 import { systemClock } from '../src/util/clock.js';
 import { systemRandom } from '../src/util/random.js';
-import { decodeHandshakePayload, encodeHandshakePayload } from '../src/wire/index.js';
+import { benchMesh } from './bench-mesh.js';
 
 /**
  * One process, two tunnel ends over a real WebSocket on loopback, a mux session on each: how fast
@@ -162,16 +161,7 @@ export interface ColdSetup {
  * share one core, so their CPU adds up in the time.
  */
 export async function coldTunnelSetup(runs: number, warmup: number): Promise<ColdSetup> {
-  const authority = Ed25519Private.generate();
-  const meshId = meshIdOf(authority.publicKey);
-  const identity = (name: string): { staticKey: X25519Private; payload: Uint8Array } => {
-    const staticKey = X25519Private.generate();
-    const signing = Ed25519Private.generate();
-    const cert = issueCert(authority, { meshName: 'bench', name, ed25519Public: signing.publicKey, x25519Public: staticKey.publicKey, tags: [], isAdmin: false, nowMs: Date.now() });
-    return { staticKey, payload: encodeHandshakePayload({ cert, record: undefined }) };
-  };
-  const verifyRemote = (payload: Uint8Array, remoteStatic: Uint8Array): string =>
-    verifyCert(decodeHandshakePayload(payload).cert, { authorityPublic: authority.publicKey, nowMs: Date.now(), expectedX25519: remoteStatic }).name;
+  const { meshId, identity, verifyRemote } = benchMesh();
   const serverSide = identity('server');
   const clientSide = identity('client');
   const config = verifyTunnelConfig({});

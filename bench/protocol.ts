@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { Ed25519Private, X25519Private, ed25519Backend, forceCurveBackend, x25519Backend } from '../src/crypto/keys/index.js';
+import { X25519Private, ed25519Backend, forceCurveBackend, x25519Backend } from '../src/crypto/keys/index.js';
 import { HandshakeState, MESH_NOISE_PROTOCOL, NoiseTransport } from '../src/crypto/noise/index.js';
-import { issueCert, verifyCert } from '../src/mesh/index.js';
-import { decodeHandshakePayload, encodeHandshakePayload } from '../src/wire/index.js';
 import { decodeBatch, encodeBatch, MAX_DATA_FRAME, type Frame } from '../src/wire/index.js';
+import { benchMesh } from './bench-mesh.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
 /** The agent's own protocol costs in process: Noise handshakes, frame codec, seal + open per message. */
@@ -13,23 +12,15 @@ export function protocolCosts(opts: { ms: number; repeats: number }): Measuremen
   const sr = X25519Private.generate();
   const prologue = new Uint8Array(16);
   // each side's payload is a certificate, checked by the other side as the agent checks it
-  const authority = Ed25519Private.generate();
-  const certPayload = (name: string, staticKey: X25519Private): Uint8Array =>
-    encodeHandshakePayload({
-      cert: issueCert(authority, { meshName: 'bench', name, ed25519Public: Ed25519Private.generate().publicKey, x25519Public: staticKey.publicKey, tags: [], isAdmin: false, nowMs: Date.now() }),
-      record: undefined,
-    });
-  const payloadI = certPayload('initiator', si);
-  const payloadR = certPayload('responder', sr);
-  const check = (payload: Uint8Array, remoteStatic: Uint8Array | undefined): void => {
-    verifyCert(decodeHandshakePayload(payload).cert, { authorityPublic: authority.publicKey, nowMs: Date.now(), expectedX25519: remoteStatic });
-  };
+  const mesh = benchMesh();
+  const payloadI = mesh.identity('initiator', si).payload;
+  const payloadR = mesh.identity('responder', sr).payload;
   const handshake = (): NoiseTransport => {
     const i = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: true, prologue, s: si });
     const r = HandshakeState.initialize({ protocolName: MESH_NOISE_PROTOCOL, initiator: false, prologue, s: sr });
     r.readMessage(i.writeMessage());
-    check(i.readMessage(r.writeMessage(payloadR)), i.remoteStatic);
-    check(r.readMessage(i.writeMessage(payloadI)), r.remoteStatic);
+    mesh.verifyRemote(i.readMessage(r.writeMessage(payloadR)), i.remoteStatic);
+    mesh.verifyRemote(r.readMessage(i.writeMessage(payloadI)), r.remoteStatic);
     r.split();
     return new NoiseTransport(i.split());
   };
