@@ -11,9 +11,10 @@
   importNpmLock,
   makeWrapper,
   nodejs_22,
-  # The Node.js the agent runs on. Measured (README, Benchmarks): Node 20 was fastest on the mesh
-  # path but is past its end of life (2026-04-30); of the supported ones, 22 beat 24 on round-trip
-  # latency, new connections and memory. Re-measure before changing.
+  # The Node.js the agent runs on. Measured (README, Benchmarks; docs/BENCHMARKS.md): in the three
+  # full runs of 2026-11-27, 22 moved more bytes and made more new connections through the mesh
+  # than 20 (past its end of life since 2026-04-30, and the leanest in memory) and than 24, and
+  # beat 24 on round-trip latency and idle memory. Re-measure before changing.
   # Not called `nodejs`: callPackage would fill that from pkgs.nodejs and this default would never apply.
   agentNodejs ? nodejs_22,
 }:
