@@ -184,6 +184,7 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
           // Idle: every other path ran meanwhile, this one carried nothing.
           const idle = await sampleWhile(sides, () => new Promise((r) => setTimeout(r, d.idleSeconds * 1000)), 1000);
           push(record, 'rss_mb_idle', Math.max(idle.rssMbMax.client, idle.rssMbMax.server));
+          push(record, 'rss_private_mb_idle', Math.max(idle.privateMbMax.client, idle.privateMbMax.server));
           push(record, 'cpu_idle_client_pct', idle.cpuPct.client);
           push(record, 'cpu_idle_server_pct', idle.cpuPct.server);
         }
@@ -194,6 +195,7 @@ export async function runNetwork(opts: NetworkOptions): Promise<NetworkResult> {
           push(record, 'retransmits_1', one.result.retransmits);
           if (hasProcesses) {
             push(record, 'rss_mb_load', Math.max(one.rssMbMax.client, one.rssMbMax.server));
+            push(record, 'rss_private_mb_load', Math.max(one.privateMbMax.client, one.privateMbMax.server));
             push(record, 'rss_mb_load_client', one.rssMbMax.client);
             push(record, 'rss_mb_load_server', one.rssMbMax.server);
             push(record, 'cpu_load_client_pct', one.cpuPct.client);

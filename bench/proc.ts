@@ -1,7 +1,11 @@
 /**
  * Memory and CPU of a path's processes from /proc: a root pid and every descendant (sshd forks a
  * child per connection, socat one per connection). CPU is utime + stime + cutime + cstime (fields
- * 14 to 17 of /proc/<pid>/stat, in clock ticks), RSS is VmRSS from /proc/<pid>/status.
+ * 14 to 17 of /proc/<pid>/stat, in clock ticks), RSS is VmRSS from /proc/<pid>/status, and the
+ * private part of it RssAnon from the same file: memory only the process holds (heaps, stacks, JIT
+ * code), without the pages of the executable and the libraries it maps, which every process
+ * running the same binary shares and which the kernel can drop and read back when memory is short.
+ * A Node agent's RSS is mostly such pages of the `node` binary (README, Benchmarks).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -26,12 +30,25 @@ function readStat(pid: number): Stat | undefined {
   }
 }
 
-function readRssKb(pid: number): number {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+export interface MemoryKb {
+  rssKb: number;
+  privateKb: number;
+}
+
+/** VmRSS and RssAnon from the text of /proc/<pid>/status (0 for a line that is missing). */
+export function parseStatusMemoryKb(status: string): MemoryKb {
+  const kb = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
     return m === null ? 0 : Number(m[1]);
+  };
+  return { rssKb: kb('VmRSS'), privateKb: kb('RssAnon') };
+}
+
+function readMemoryKb(pid: number): MemoryKb {
+  try {
+    return parseStatusMemoryKb(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
-    return 0;
+    return { rssKb: 0, privateKb: 0 };
   }
 }
 
@@ -61,29 +78,43 @@ export interface Usage {
   /** CPU time used so far by the tree's living processes, ms. */
   cpuMs: number;
   rssMb: number;
+  /** The part of rssMb that is the processes' own (RssAnon). */
+  privateMb: number;
 }
 
 export function usage(roots: readonly number[]): Usage {
   let ticks = 0;
   let rssKb = 0;
+  let privateKb = 0;
   for (const pid of processTree(roots)) {
     ticks += readStat(pid)?.cpuTicks ?? 0;
-    rssKb += readRssKb(pid);
+    const memory = readMemoryKb(pid);
+    rssKb += memory.rssKb;
+    privateKb += memory.privateKb;
   }
-  return { cpuMs: ticks * TICK_MS, rssMb: rssKb / 1024 };
+  return { cpuMs: ticks * TICK_MS, rssMb: rssKb / 1024, privateMb: privateKb / 1024 };
 }
 
 /**
  * Samples the trees of each side while `work` runs: CPU in % of one core over the whole run (so
- * 100 = one core busy) and the largest RSS seen (sampled every `everyMs`).
+ * 100 = one core busy), and the largest RSS and private memory seen (sampled every `everyMs`).
  */
-export async function sampleWhile<T, K extends string>(sides: Readonly<Record<K, readonly number[]>>, work: () => Promise<T>, everyMs = 500): Promise<{ result: T; cpuPct: Record<K, number>; rssMbMax: Record<K, number> }> {
+export async function sampleWhile<T, K extends string>(
+  sides: Readonly<Record<K, readonly number[]>>,
+  work: () => Promise<T>,
+  everyMs = 500,
+): Promise<{ result: T; cpuPct: Record<K, number>; rssMbMax: Record<K, number>; privateMbMax: Record<K, number> }> {
   const keys = Object.keys(sides) as K[];
   const before = Object.fromEntries(keys.map((k) => [k, usage(sides[k])])) as Record<K, Usage>;
   const rssMbMax = Object.fromEntries(keys.map((k) => [k, before[k].rssMb])) as Record<K, number>;
+  const privateMbMax = Object.fromEntries(keys.map((k) => [k, before[k].privateMb])) as Record<K, number>;
+  const note = (k: K, now: Usage): void => {
+    rssMbMax[k] = Math.max(rssMbMax[k], now.rssMb);
+    privateMbMax[k] = Math.max(privateMbMax[k], now.privateMb);
+  };
   const t0 = performance.now();
   const timer = setInterval(() => {
-    for (const k of keys) rssMbMax[k] = Math.max(rssMbMax[k], usage(sides[k]).rssMb);
+    for (const k of keys) note(k, usage(sides[k]));
   }, everyMs);
   try {
     const result = await work();
@@ -91,10 +122,10 @@ export async function sampleWhile<T, K extends string>(sides: Readonly<Record<K,
     const cpuPct = {} as Record<K, number>;
     for (const k of keys) {
       const after = usage(sides[k]);
-      rssMbMax[k] = Math.max(rssMbMax[k], after.rssMb);
+      note(k, after);
       cpuPct[k] = ((after.cpuMs - before[k].cpuMs) / ms) * 100;
     }
-    return { result, cpuPct, rssMbMax };
+    return { result, cpuPct, rssMbMax, privateMbMax };
   } finally {
     clearInterval(timer);
   }

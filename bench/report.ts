@@ -19,6 +19,8 @@ export const METRICS = [
   'rss_mb_load_server',
   'rss_mb_conn',
   'rss_mb_load_reverse',
+  'rss_private_mb_load',
+  'rss_private_mb_idle',
   'cpu_load_client_pct',
   'cpu_load_server_pct',
   'cpu_idle_client_pct',
@@ -60,7 +62,7 @@ function range(values: readonly number[]): [number, number] | null {
 }
 
 const round = (n: number | null, digits: number): number | null => (n === null ? null : Number(n.toFixed(digits)));
-const DIGITS: Partial<Record<Metric, number>> = { retransmits_1: 0, rr_p50_us: 0, rr_p99_us: 0, conn_per_s: 0, rss_mb_load: 1, rss_mb_idle: 1, rss_mb_conn: 1, rss_mb_load_reverse: 1, fair_share_dev_pct_4: 0, cold_start_ms: 1, cold_tunnel_up_ms: 1, cold_first_conn_ms: 2 };
+const DIGITS: Partial<Record<Metric, number>> = { retransmits_1: 0, rr_p50_us: 0, rr_p99_us: 0, conn_per_s: 0, rss_mb_load: 1, rss_mb_idle: 1, rss_mb_conn: 1, rss_mb_load_reverse: 1, rss_private_mb_load: 1, rss_private_mb_idle: 1, fair_share_dev_pct_4: 0, cold_start_ms: 1, cold_tunnel_up_ms: 1, cold_first_conn_ms: 2 };
 const digitsOf = (m: Metric): number => DIGITS[m] ?? 3;
 
 /** The JSON object of one path: the required keys first, then the rest. */
@@ -88,6 +90,8 @@ export function pathJson(p: PathRecord): Record<string, unknown> {
     rss_mb_load_server: med('rss_mb_load_server'),
     rss_mb_conn: med('rss_mb_conn'),
     rss_mb_load_reverse: med('rss_mb_load_reverse'),
+    rss_private_mb_load: med('rss_private_mb_load'),
+    rss_private_mb_idle: med('rss_private_mb_idle'),
     cpu: {
       load_client_pct: med('cpu_load_client_pct'),
       load_server_pct: med('cpu_load_server_pct'),
@@ -137,13 +141,13 @@ export function markdownTables(records: readonly PathRecord[], runs: number): st
   const ssh = ran.find((r) => r.path === 'ssh -L');
   const head = runs > 1 ? `median (min–max) of ${runs} runs` : 'one run';
   const lines: string[] = [];
-  lines.push(`| path (${head}) | Gbit/s, 1 stream | Gbit/s, 4 streams | RR p50 µs | RR p99 µs | conn/s | RSS per node MB, load | idle | CPU % under load, client + server |`);
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push(`| path (${head}) | Gbit/s, 1 stream | Gbit/s, 4 streams | RR p50 µs | RR p99 µs | conn/s | RSS per node MB, load | idle | private MB, load | idle | CPU % under load, client + server |`);
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of ran) {
     const cpuC = median(r.runs.cpu_load_client_pct ?? []);
     const cpuS = median(r.runs.cpu_load_server_pct ?? []);
     const cpu = cpuC === null && cpuS === null ? '—' : `${fmt(cpuC ?? 0, 0)} + ${fmt(cpuS ?? 0, 0)}`;
-    lines.push(`| ${r.path} | ${cell(r, 'gbps_1', 2)} | ${cell(r, 'gbps_4', 2)} | ${cell(r, 'rr_p50_us', 0)} | ${cell(r, 'rr_p99_us', 0)} | ${cell(r, 'conn_per_s', 0)} | ${cell(r, 'rss_mb_load', 0)} | ${cell(r, 'rss_mb_idle', 0)} | ${r.path === 'direct' ? '—' : cpu} |`);
+    lines.push(`| ${r.path} | ${cell(r, 'gbps_1', 2)} | ${cell(r, 'gbps_4', 2)} | ${cell(r, 'rr_p50_us', 0)} | ${cell(r, 'rr_p99_us', 0)} | ${cell(r, 'conn_per_s', 0)} | ${cell(r, 'rss_mb_load', 0)} | ${cell(r, 'rss_mb_idle', 0)} | ${cell(r, 'rss_private_mb_load', 0)} | ${cell(r, 'rss_private_mb_idle', 0)} | ${r.path === 'direct' ? '—' : cpu} |`);
   }
   lines.push('');
   lines.push('| ratio (same run) | 1 stream ×direct | ×ssh | 4 streams ×direct | ×ssh | p50 ×direct | ×ssh | p99 ×direct | ×ssh | conn/s ×direct | ×ssh |');
@@ -187,6 +191,7 @@ export const CAVEATS = [
   'Round-trip latency here is mostly vCPU wake-up and scheduling time (each round trip wakes 2 to 4 processes), not wire time; p99 is the noisiest figure.',
   'conn/s and RR use one small Node client (bench/echo.ts) for every path, so the client\'s own cost is in every row; conn/s of socat includes its fork per connection.',
   'CPU is user + system time of the path\'s own processes during the 1-stream forward iperf3 run, in % of one core (100 = one core busy); RSS is per node (the larger of the client-side and server-side process sets).',
+  'Private MB is the part of that RSS only the path\'s processes hold (RssAnon: heaps, stacks, JIT code). The rest is pages of the executables and libraries they map, which every process running the same binary shares and the kernel can drop and read back when memory is short; for a Node agent that is most of its RSS.',
   'The Node echo client and server themselves fill both vCPUs at about 4.5k conn/s on a quiet moment of this machine, so direct conn/s is a ceiling of the tool, not of the kernel, and ratios to it understate the gap.',
   'wireguard-go and nebula carry TCP in UDP: when the receiving daemon waits for a CPU its socket buffer (Debian\'s default 208 KiB) overflows (UdpRcvbufErrors in the server namespace match the retransmits above) and the inner TCP backs off, so on a busy host they fall much further below their quiet-machine figures than the TCP relays (ssh, socat, the mesh), which only slow down.',
   'Cold start restarts the client-side agent (state kept, the provider\'s agent keeps running) and times from the process spawn, so it includes Node start-up and loading the state dir.',
