@@ -11,10 +11,10 @@
   importNpmLock,
   makeWrapper,
   nodejs_22,
-  # The Node.js the agent runs on. Measured (README, Benchmarks; docs/BENCHMARKS.md): in the three
-  # full runs of 2026-11-27, 22 moved more bytes and made more new connections through the mesh
-  # than 20 (past its end of life since 2026-04-30, and the leanest in memory) and than 24, and
-  # beat 24 on round-trip latency and idle memory. Re-measure before changing.
+  # The Node.js the agent runs on. Measured (README, Benchmarks; docs/BENCHMARKS.md): in the four
+  # full runs of 2026-11-27, 22 made more new connections through the mesh than 20 (past its end
+  # of life since 2026-04-30, and the leanest in memory) in every run and moved more bytes in three,
+  # and beat 24 on one stream and on idle memory in every run. Re-measure before changing.
   # Not called `nodejs`: callPackage would fill that from pkgs.nodejs and this default would never apply.
   agentNodejs ? nodejs_22,
 }:
