@@ -5,7 +5,9 @@
  * private part of it RssAnon from the same file: memory only the process holds (heaps, stacks, JIT
  * code), without the pages of the executable and the libraries it maps, which every process
  * running the same binary shares and which the kernel can drop and read back when memory is short.
- * A Node agent's RSS is mostly such pages of the `node` binary (README, Benchmarks).
+ * A Node agent's RSS is mostly such pages of the `node` binary (README, Benchmarks). Both are
+ * summed over the tree, so pages a forked child still shares copy-on-write with its parent (sshd's
+ * per-connection children) count once for each: an upper bound for those paths.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
