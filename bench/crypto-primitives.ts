@@ -8,6 +8,19 @@ import { loadSodiumAead, nodeCryptoAead } from '../src/crypto/noise/aead.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
 /**
+ * Runs `fn` with X25519 and Ed25519 computed by node:crypto even where libsodium loads: the
+ * baseline the agent's libsodium figures are compared with (crypto/keys/backend.ts).
+ */
+export function withNodeCryptoCurves<T>(fn: () => T): T {
+  forceCurveBackend('node:crypto');
+  try {
+    return fn();
+  } finally {
+    forceCurveBackend(undefined);
+  }
+}
+
+/**
  * node:crypto (OpenSSL) against libsodium (sodium-native, what the agent seals with when it loads)
  * and the pure-JS libraries of the design card, on the operations the agent does: AEAD per tunnel
  * message (a full 64 KiB one and a 100-byte one, where the cost per call dominates), X25519 and
@@ -51,12 +64,7 @@ export function cryptoPrimitives(opts: { ms: number; repeats: number }): Measure
   const a = X25519Private.generate();
   const b = X25519Private.generate();
   // X25519Private computes with libsodium when it loads (the agent's choice), node:crypto otherwise
-  forceCurveBackend('node:crypto');
-  try {
-    out.push(measure('node:crypto (X25519Private.dh)', 'X25519 DH', () => a.dh(b.publicKey), opts));
-  } finally {
-    forceCurveBackend(undefined);
-  }
+  out.push(withNodeCryptoCurves(() => measure('node:crypto (X25519Private.dh)', 'X25519 DH', () => a.dh(b.publicKey), opts)));
   if (x25519Backend() === 'libsodium') out.push(measure('libsodium crypto_scalarmult (X25519Private.dh, the agent\'s)', 'X25519 DH', () => a.dh(b.publicKey), opts));
   out.push(measure('@noble/curves x25519', 'X25519 DH', () => nobleX25519.getSharedSecret(a.privateKey, b.publicKey), opts));
   out.push(measure('tweetnacl scalarMult', 'X25519 DH', () => nacl.scalarMult(a.privateKey, b.publicKey), opts));
@@ -69,12 +77,7 @@ export function cryptoPrimitives(opts: { ms: number; repeats: number }): Measure
   const naclPair = nacl.sign.keyPair.fromSeed(signer.privateKey);
   out.push(measure('tweetnacl', 'Ed25519 sign 200 B', () => nacl.sign.detached(small, naclPair.secretKey), opts));
   // ed25519Verify verifies with libsodium when it loads (the agent's choice), node:crypto otherwise
-  forceCurveBackend('node:crypto');
-  try {
-    out.push(measure('node:crypto (ed25519Verify)', 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts));
-  } finally {
-    forceCurveBackend(undefined);
-  }
+  out.push(withNodeCryptoCurves(() => measure('node:crypto (ed25519Verify)', 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts)));
   if (ed25519Backend() === 'libsodium') out.push(measure("libsodium crypto_sign_verify_detached (ed25519Verify, the agent's)", 'Ed25519 verify 200 B', () => ed25519Verify(signer.publicKey, small, sig), opts));
   out.push(measure('@noble/curves ed25519', 'Ed25519 verify 200 B', () => nobleEd25519.verify(sig, small, signer.publicKey), opts));
   out.push(measure('tweetnacl', 'Ed25519 verify 200 B', () => nacl.sign.detached.verify(small, sig, naclPair.publicKey), opts));

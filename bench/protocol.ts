@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { X25519Private, ed25519Backend, forceCurveBackend, x25519Backend } from '../src/crypto/keys/index.js';
+import { X25519Private, ed25519Backend, x25519Backend } from '../src/crypto/keys/index.js';
 import { HandshakeState, MESH_NOISE_PROTOCOL, NoiseTransport } from '../src/crypto/noise/index.js';
 import { decodeBatch, encodeBatch, MAX_DATA_FRAME, type Frame } from '../src/wire/index.js';
 import { benchMesh } from './bench-mesh.js';
+import { withNodeCryptoCurves } from './crypto-primitives.js';
 import { measure, withRatios, type Measurement } from './harness.js';
 
 /** The agent's own protocol costs in process: Noise handshakes, frame codec, seal + open per message. */
@@ -26,12 +27,7 @@ export function protocolCosts(opts: { ms: number; repeats: number }): Measuremen
   };
   // node:crypto's X25519 and Ed25519 first, the baseline; then libsodium's, which the agent uses when it loads
   const what = 'Noise XX handshake, both sides (a key generation and 3 DHs each, a certificate checked each)';
-  forceCurveBackend('node:crypto');
-  try {
-    out.push(measure(`${what}, X25519 and Ed25519 node:crypto`, 'handshake', handshake, opts));
-  } finally {
-    forceCurveBackend(undefined);
-  }
+  out.push(withNodeCryptoCurves(() => measure(`${what}, X25519 and Ed25519 node:crypto`, 'handshake', handshake, opts)));
   if (x25519Backend() === 'libsodium' && ed25519Backend() === 'libsodium') out.push(measure(`${what}, X25519 and Ed25519 libsodium`, 'handshake', handshake, opts));
 
   const data = randomBytes(MAX_DATA_FRAME);
