@@ -78,6 +78,8 @@ export class Tunnel implements FrameChannel {
   #isFlushScheduled = false;
   #wasAboveHighWater = false;
   #isOpen = true;
+  /** What the tunnel closed with, for onClose handlers registered after the close. */
+  #closeError: Error | undefined;
   #frameHandler: (frame: Frame) => void = () => undefined;
   readonly #drainHandlers: (() => void)[] = [];
   readonly #closeHandlers: ((err: Error | undefined) => void)[] = [];
@@ -143,9 +145,15 @@ export class Tunnel implements FrameChannel {
     this.#drainHandlers.push(handler);
   }
 
+  /**
+   * Calls `handler` once when the tunnel closes: with the error that closed it, or undefined for a
+   * normal close. A handler registered after the close is called on the next microtask with the
+   * same value, so a late subscriber cannot mistake an error close for a normal one.
+   */
   onClose(handler: (err: Error | undefined) => void): void {
     if (!this.#isOpen) {
-      queueMicrotask(() => handler(undefined));
+      const err = this.#closeError;
+      queueMicrotask(() => handler(err));
       return;
     }
     this.#closeHandlers.push(handler);
@@ -402,6 +410,7 @@ export class Tunnel implements FrameChannel {
   #finish(err: Error | undefined): void {
     if (!this.#isOpen) return;
     this.#isOpen = false;
+    this.#closeError = err;
     if (this.#pingTimer) this.#clock.clearTimeout(this.#pingTimer);
     this.#pending = [];
     this.#pendingBytes = 0;

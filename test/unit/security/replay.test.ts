@@ -123,17 +123,14 @@ describe('replayed transport messages', () => {
     const mesh = newAuthority();
     const alice = newMember(mesh, 'alice');
     const bob = newMember(mesh, 'bob');
-    let bobTunnel: Tunnel | undefined;
-    const bobClosed = new Promise<Error | undefined>((resolve) => {
-      void (async () => {
-        await waitFor(() => bobTunnel !== undefined, 5_000, "bob's tunnel");
-        bobTunnel!.onClose((err) => resolve(err));
-      })();
-    });
+    // Subscribed the moment Bob's tunnel exists: the replay can close it before a poll would look.
+    let bobClosedWith: (err: Error | undefined) => void = () => undefined;
+    const bobClosed = new Promise<Error | undefined>((resolve) => (bobClosedWith = resolve));
     const p = await port({
       [TUNNEL_PATH]: (ws) =>
         void tunnelHandshake(false, ws, { cert: bob.cert, noise: bob.identity.noise }, mesh).then((r) => {
-          bobTunnel = new Tunnel({ ws, transport: r.transport, config: defaultTunnelConfig, clock: systemClock, random: seededRandom(1), logger: silent, path: 'test', earlyMessages: r.earlyMessages });
+          const bobTunnel = new Tunnel({ ws, transport: r.transport, config: defaultTunnelConfig, clock: systemClock, random: seededRandom(1), logger: silent, path: 'test', earlyMessages: r.earlyMessages });
+          bobTunnel.onClose(bobClosedWith);
         }),
     });
     const ws = await dial(p.url());

@@ -465,6 +465,12 @@ describe('Tunnel over a real WebSocket', () => {
     expect(a.closes).toHaveLength(1);
     expectMeshError(a.closes[0], ErrorCodes.NOISE_DECRYPT);
     expect(await withTimeout(peerSaw, 2_000, 'b to see the close')).toBe(CloseCodes.PROTOCOL);
+    // a handler registered after the close hears the same error, not a normal close
+    const late: (Error | undefined)[] = [];
+    a.tunnel.onClose((e) => late.push(e));
+    await nextTurn();
+    expect(late).toHaveLength(1);
+    expect(late[0]).toBe(a.closes[0]);
   });
 
   it('closes on a message above the 65535-byte limit (ws 1009), on either side', async () => {
