@@ -145,11 +145,6 @@ export class Tunnel implements FrameChannel {
     this.#drainHandlers.push(handler);
   }
 
-  /**
-   * Calls `handler` once when the tunnel closes: with the error that closed it, or undefined for a
-   * normal close. A handler registered after the close is called on the next microtask with the
-   * same value, so a late subscriber cannot mistake an error close for a normal one.
-   */
   onClose(handler: (err: Error | undefined) => void): void {
     if (!this.#isOpen) {
       const err = this.#closeError;

@@ -16,6 +16,11 @@ export interface FrameChannel {
   onFrame(handler: (frame: Frame) => void): void;
   /** Called when bufferedBytes() falls below the low-water mark after having been above it. */
   onDrain(handler: () => void): void;
+  /**
+   * Calls `handler` once when the channel closes: with the error that closed it, or undefined for
+   * a normal close. A handler registered after the close is called on the next microtask with the
+   * same value, so a late subscriber cannot mistake an error close for a normal one.
+   */
   onClose(handler: (err: Error | undefined) => void): void;
   readonly isOpen: boolean;
 }
